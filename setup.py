@@ -1,0 +1,37 @@
+"""Installation script of spgm-lobes: SPGM speech separation for SpeechBrain."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="spgm-lobes",
+    version="0.1.0",
+    description=("SPGM (Single-Path Global Modulation) speech separation models, recipes and tools for SpeechBrain"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["spgm_lobes", "spgm_lobes.*"]),
+    include_package_data=True,
+    install_requires=[
+        "speechbrain>=1.1",
+        "torch>=2.7",
+        "torchaudio>=2.7",
+        "hyperpyyaml>=1.2",
+        "soundfile>=0.12",
+        "pyloudnorm>=0.1.1",
+        "huggingface_hub>=0.23",
+        "mir_eval>=0.7",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
+    entry_points={
+        "console_scripts": [],
+    },
+)

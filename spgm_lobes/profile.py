@@ -1,0 +1,134 @@
+"""Model-size report: parameters and multiply-accumulates of an architecture.
+
+Usage::
+
+    python -m spgm_lobes.profile hparams/spgm-ap.yaml [--seconds 1] [--sample-rate 8000]
+
+MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
+(``MACs = FLOPs / 2``) on one forward pass of encoder -> masknet -> decoder.
+The counter sees matrix products and convolutions (including attention); it
+does not count element-wise operations (normalisation, activations, softmax,
+the element-wise products of the SPGM modulation), which are a negligible part
+of the total.
+"""
+
+import argparse
+import sys
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import SPGMBlock
+
+
+def count_parameters(module):
+    """Number of parameters of ``module``.
+
+    Example
+    -------
+    >>> count_parameters(torch.nn.Linear(4, 2))
+    10
+    """
+    return sum(p.numel() for p in module.parameters())
+
+
+def separate(modules, mix, num_spks):
+    """Runs encoder -> masknet -> decoder on ``mix`` ``[B, T]``; returns
+    estimates ``[B, T', num_spks]`` (no trimming)."""
+    mix_w = modules["encoder"](mix)
+    est_mask = modules["masknet"](mix_w)
+    sep_h = mix_w.unsqueeze(0) * est_mask
+    return torch.stack([modules["decoder"](sep_h[i]) for i in range(num_spks)], dim=-1)
+
+
+def profile_modules(modules, num_spks, seconds=1.0, sample_rate=8000):
+    """Counts parameters and MACs of a separator on ``seconds`` of audio.
+
+    Returns a dict with ``params`` (total), ``params_<module>``, ``macs`` (total),
+    ``macs_<module>``, ``spgm_blocks`` and ``macs_per_spgm_block``.
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from spgm_lobes.architectures import architecture_path
+    >>> hp = load_hyperpyyaml(open(architecture_path("spgm-ap-s")),
+    ...     overrides={"intra_layers": 1, "out_channels": 32, "N_encoder_out": 32, "nhead": 4, "d_ffn": 64})
+    >>> report = profile_modules(hp["modules"], hp["num_spks"], seconds=0.1)
+    >>> report["spgm_blocks"], report["macs"] > 0
+    (2, True)
+    """
+    report = {"params": 0, "macs": 0}
+    for name, module in modules.items():
+        report[f"params_{name}"] = count_parameters(module)
+        report["params"] += report[f"params_{name}"]
+
+    spgm_blocks = [m for m in modules["masknet"].modules() if isinstance(m, SPGMBlock)]
+    mix = torch.randn(1, int(round(seconds * sample_rate)))
+    was_training = {name: m.training for name, m in modules.items()}
+    for m in modules.values():
+        m.eval()
+    seen_shapes = []
+    hooks = [b.register_forward_pre_hook(lambda m, args: seen_shapes.append(args[0].shape)) for b in spgm_blocks]
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        separate(modules, mix, num_spks)
+    for hook in hooks:
+        hook.remove()
+    for m, mode in zip(modules.values(), was_training.values()):
+        m.train(mode)
+
+    per_module = counter.get_flop_counts()
+    report["macs"] = counter.get_total_flops() // 2
+    for name, module in modules.items():
+        key = type(module).__name__
+        report[f"macs_{name}"] = sum(per_module.get(key, {}).values()) // 2 if key in per_module else None
+    report["spgm_blocks"] = len(spgm_blocks)
+    report["macs_per_spgm_block"] = None
+    if spgm_blocks:
+        # Count one SPGM block again, alone, on the input shape it saw.
+        x = torch.randn(seen_shapes[0])
+        block_counter = FlopCounterMode(display=False)
+        with torch.no_grad(), block_counter:
+            spgm_blocks[0](x)
+        # Element-wise work of Eq. 1 (sigmoid, two products, one sum, pooling
+        # weights) is not seen by the counter; add it explicitly: ~2 MACs per element.
+        report["macs_per_spgm_block"] = block_counter.get_total_flops() // 2 + 2 * x.numel()
+    return report
+
+
+def format_report(name, report, seconds, sample_rate):
+    """Formats a report as a small text table."""
+    lines = [f"{name}: {seconds:g} s of {sample_rate} Hz audio"]
+    lines.append(f"{'part':<12}{'params (M)':>12}{'GMAC':>10}")
+    for part in ("encoder", "masknet", "decoder"):
+        macs = report.get(f"macs_{part}")
+        gmac = f"{macs / 1e9:10.3f}" if macs is not None else f"{'-':>10}"
+        lines.append(f"{part:<12}{report[f'params_{part}'] / 1e6:12.3f}{gmac}")
+    lines.append(f"{'total':<12}{report['params'] / 1e6:12.3f}{report['macs'] / 1e9:10.3f}")
+    if report["spgm_blocks"]:
+        lines.append(f"SPGM blocks: {report['spgm_blocks']}, {report['macs_per_spgm_block'] / 1e9:.4f} GMAC each")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("hparams", help="architecture YAML (e.g. hparams/spgm-ap.yaml)")
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--sample-rate", type=int, default=8000)
+    parser.add_argument("--num-spks", type=int, default=None)
+    args = parser.parse_args(argv)
+    overrides = {"num_spks": args.num_spks} if args.num_spks else None
+    try:
+        with open(args.hparams) as f:
+            hparams = load_hyperpyyaml(f, overrides)
+    except FileNotFoundError:
+        sys.exit(f"error: architecture file not found: {args.hparams}")
+    report = profile_modules(hparams["modules"], hparams["num_spks"], args.seconds, args.sample_rate)
+    print(format_report(args.hparams, report, args.seconds, args.sample_rate))
+    return report
+
+
+if __name__ == "__main__":
+    main()
