@@ -1,0 +1,1 @@
+"""Dataset preparation and mixing of spgm-lobes (wsj0-mix, LibriMix, GASS, demo corpus)."""

@@ -1,0 +1,1 @@
+"""Signal processing helpers of spgm-lobes (augmentation, loudness, resampling)."""

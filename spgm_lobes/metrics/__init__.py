@@ -1,0 +1,1 @@
+"""Evaluation metrics of spgm-lobes (SI-SNR, SDR and their improvements)."""
