@@ -153,13 +153,16 @@ class SeparationBrain(sb.Brain):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
                 losses = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not torch.isfinite(losses).all():
+                self._skip_bad_step(losses)
+                return torch.tensor(0.0)
             if self._hp("threshold_byloss", True):
                 loss = threshold_loss(losses, self._hp("threshold", -30.0))
             else:
                 loss = losses.mean()
             if loss is None:  # every utterance is already above 30 dB: nothing to learn
                 return torch.tensor(0.0)
-            if not torch.isfinite(loss) or loss.item() > self._hp("loss_upper_lim", 999999):
+            if loss.item() > self._hp("loss_upper_lim", 999999):
                 self._skip_bad_step(loss)
                 return torch.tensor(0.0)
             self.scaler.scale(loss / self.grad_accumulation_factor).backward()
@@ -169,6 +172,7 @@ class SeparationBrain(sb.Brain):
         return loss.detach().cpu()
 
     def _skip_bad_step(self, loss):
+        loss = loss.detach().float().mean()
         self.skipped_steps += 1
         self.consecutive_bad_steps += 1
         for opt in self.optimizers_dict.values() if self.optimizers_dict else [self.optimizer]:
@@ -232,6 +236,8 @@ class SeparationBrain(sb.Brain):
         columns = list(rows[0].keys()) if rows else ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
         metrics = [c for c in columns if c != "snt_id"]
         avg = {c: sum(r[c] for r in rows) / max(len(rows), 1) for c in metrics}
+        if not if_main_process():
+            return avg
         path = os.path.join(self.hparams.output_folder, "test_results.csv")
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
@@ -278,22 +284,12 @@ class SeparationBrain(sb.Brain):
                 self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_stats["si-snr"]}, min_keys=["si-snr"])
         elif stage == sb.Stage.TEST:
-            rows = _gather_rows(self.test_rows)
-            if if_main_process():
-                averages = self.write_test_results(rows)
-                self.hparams.train_logger.log_stats(
-                    stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                    test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},
-                )
-
-
-def _gather_rows(rows):
-    """All processes' test rows under DDP (each process tests a shard)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return rows
-    gathered = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, rows)
-    return [row for part in gathered for row in part]
+            # SpeechBrain evaluates the whole test set on every process: only the main one writes.
+            averages = self.write_test_results(self.test_rows)
+            self.hparams.train_logger.log_stats(  # a collective under DDP: every process calls it
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},
+            )
 
 
 def lr_floor_reached(lr, lr_min):
