@@ -106,7 +106,7 @@ class SeparationBrain(sb.Brain):
         batch = batch.to(self.device)
         mix, lengths = batch.mix_sig
         targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
-        noise = batch.noise_sig.data if "noise_sig" in batch else None
+        noise = batch.noise_sig.data if hasattr(batch, "noise_sig") else None
         if stage == sb.Stage.TRAIN:
             with torch.no_grad():
                 if self._hp("use_speedperturb", False):

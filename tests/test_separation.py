@@ -145,3 +145,14 @@ def test_a_good_step_resets_the_bad_step_count(brain):
     loss = brain.fit_batch(batch)
     assert torch.isfinite(loss) and loss != 0
     assert brain.consecutive_bad_steps == 0
+
+
+def test_noise_is_added_back_after_speed_perturbation(brain):
+    items = _batch([800, 800])
+    for item in items:
+        item["noise_sig"] = torch.full((800,), 0.25)
+    brain.hparams.use_speedperturb = True
+    brain.hparams.limit_training_signal_len = False
+    mix, targets, _ = brain.prepare_batch(PaddedBatch(items), sb.Stage.TRAIN)
+    residual = mix - targets.sum(-1)
+    torch.testing.assert_close(residual, torch.full_like(residual, 0.25))
