@@ -49,6 +49,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .dynamic_mixing import EpochSeededDataset
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CATEGORIES = ("speech", "music", "sfx")
@@ -158,7 +160,7 @@ def split_category_files(files, valid_fraction=0.1, test_fraction=0.1, seed=0):
     return splits
 
 
-class GASSMixer(torch.utils.data.Dataset):
+class GASSMixer(EpochSeededDataset):
     """Dataset drawing a new mixture of 1 to ``max_sources`` sources for every index (see the module docstring).
 
     Arguments
@@ -244,6 +246,7 @@ class GASSMixer(torch.utils.data.Dataset):
             raise ValueError(f"min_foreground_fraction must be in (0, 1], got {min_foreground_fraction}.")
         if max_retries < 1:
             raise ValueError(f"max_retries must be >= 1, got {max_retries}.")
+        super().__init__(num_items, seed)
         self.files = {c: [Path(p) for p in paths] for c, paths in files.items() if paths}
         self.categories = sorted(self.files)
         weights = category_weights or {c: 1.0 for c in self.categories}
@@ -255,7 +258,6 @@ class GASSMixer(torch.utils.data.Dataset):
             raise ValueError(f"category_weights {category_weights} give no positive weight to {self.categories}.")
         self.category_probs = probs / probs.sum()
         self.background_categories = [c for c in self.categories if c in set(background_categories)]
-        self.num_items = int(num_items)
         self.sample_rate = int(sample_rate)
         self.segment_length = int(round(segment_seconds * sample_rate))
         self.min_sources = int(min_sources)
@@ -268,18 +270,9 @@ class GASSMixer(torch.utils.data.Dataset):
         self.reference_level_db = float(reference_level_db)
         self.silence_threshold_db = float(silence_threshold_db)
         self.max_retries = int(max_retries)
-        self.seed = int(seed)
         self.name = name
-        self.epoch = 0
         self._info_cache = {}
         self._resamplers = {}
-
-    def __len__(self):
-        return self.num_items
-
-    def set_epoch(self, epoch):
-        """Selects the mixtures of ``epoch`` (the Brain calls this at the start of every training epoch)."""
-        self.epoch = int(epoch)
 
     def _frames_and_rate(self, path):
         if path not in self._info_cache:
@@ -326,7 +319,7 @@ class GASSMixer(torch.utils.data.Dataset):
     def __getitem__(self, index):
         if not 0 <= index < self.num_items:
             raise IndexError(f"Index {index} out of range for {self.num_items} mixtures.")
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        rng = self.rng(index)
         length = self.segment_length
         num_sources = int(rng.integers(self.min_sources, self.max_sources + 1))
         with_background = num_sources > 1 and self.background_categories and rng.random() < self.background_prob

@@ -15,6 +15,8 @@ import itertools
 
 import torch
 
+from .si_snr import valid_samples
+
 
 def _energy(signal, mask):
     """Energy over time of ``[B, T, C]`` signals with a ``[B, T, 1]`` mask -> ``[B, C]``."""
@@ -32,7 +34,7 @@ def time_mask(lengths, num_samples, batch_size, device):
     """
     if lengths is None:
         return torch.ones(batch_size, num_samples, 1, device=device)
-    valid = torch.round(lengths.to(device).float() * num_samples).long()
+    valid = valid_samples(lengths.to(device), num_samples)
     steps = torch.arange(num_samples, device=device)
     return (steps[None, :] < valid[:, None]).float().unsqueeze(-1)
 
