@@ -125,3 +125,35 @@ def test_hparams_build_four_output_models(name, tmp_path):
     assert masknet.num_spks == 4 and masknet.conv2d.out_channels == 16 * 4
     assert hparams["checkpointer"].recoverables["masknet"] is masknet
     assert hparams["threshold_byloss"] is False
+
+
+def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus, tmp_path):
+    import torch
+
+    _, gass_brain = debug_run
+    gass_ckpt = sorted(Path(gass_brain.checkpointer.checkpoints_dir).glob("CKPT+*"))[-1]
+    wsj0mix_train = RECIPE.parent / "WSJ0Mix" / "separation" / "train.py"
+    spec = importlib.util.spec_from_file_location("wsj0mix_train", wsj0mix_train)
+    wsj0mix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wsj0mix)
+    argv = [
+        str(RECIPE / "hparams" / "finetune-wsj0-2mix.yaml"),
+        "--data_folder", str(wsj0mix_corpus),
+        "--gass_checkpoint", str(gass_ckpt),
+        "--output_folder", str(tmp_path / "finetune"),
+        "--arch", TINY_ARCH.replace("num_spks: 4", "num_spks: 2"),
+        "--test_only",
+        "--debug",
+        "--num_workers", "0",
+    ]  # fmt: skip
+    brain = wsj0mix.run_recipe(argv, wsj0mix.prepare_data, wsj0mix.build_datasets)
+    gass = {name: torch.load(gass_ckpt / f"{name}.ckpt") for name in ("encoder", "masknet", "decoder")}
+    finetuned = brain.modules.masknet.state_dict()
+    assert brain.modules.masknet.num_spks == 2
+    torch.testing.assert_close(finetuned["conv2d.weight"], gass["masknet"]["conv2d.weight"][: 2 * 16])
+    torch.testing.assert_close(finetuned["conv2d.bias"], gass["masknet"]["conv2d.bias"][: 2 * 16])
+    for name, value in finetuned.items():
+        if not name.startswith("conv2d."):
+            torch.testing.assert_close(value, gass["masknet"][name])
+    torch.testing.assert_close(brain.modules.encoder.state_dict(), gass["encoder"])
+    assert (tmp_path / "finetune" / "test_results.csv").is_file()
