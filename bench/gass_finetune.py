@@ -288,6 +288,7 @@ def main(argv=None):
         gass, batches(gass_set, 4), 4, log_mse, device, pretrain_budget, pretrain_steps, desc="GASS pre-training"
     )
     results["pretrain"] = {"steps": steps, "seconds": round(seconds, 1), "final_log_mse": round(loss, 2)}
+    print(f"GASS pre-training: {steps} steps in {seconds:.0f} s, log-MSE (last 50 steps) {loss:.2f} dB", flush=True)
     save_modules(gass, out / "gass_ckpt")
     results["pretrained_zero_shot_si_snri"] = evaluate(gass, test_items, 4, device)
 
@@ -298,6 +299,7 @@ def main(argv=None):
     )
     results["finetuned"] = {"steps": ft_steps, "seconds": round(ft_seconds, 1)}
     results["finetuned"]["si_snri"] = evaluate(finetuned, test_items, 2, device)
+    print(f"fine-tuning: {ft_steps} steps in {ft_seconds:.0f} s, SI-SNRi {results['finetuned']['si_snri']:.2f}")
 
     scratch = build_modules(args.arch, overrides, 2, args.seed + 10, device)
     sc_steps, sc_seconds, _ = train(
