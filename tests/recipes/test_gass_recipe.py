@@ -157,3 +157,32 @@ def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus,
             torch.testing.assert_close(value, gass["masknet"][name])
     torch.testing.assert_close(brain.modules.encoder.state_dict(), gass["encoder"])
     assert (tmp_path / "finetune" / "test_results.csv").is_file()
+
+
+def test_prepare_data_from_manifest(tmp_path):
+    recipe = _load_recipe()
+    data = _write_category_folders(tmp_path / "data")
+    files = sorted(data.rglob("*.wav"))
+    with_split = tmp_path / "with_split.csv"
+    rows = [
+        f"{p.relative_to(tmp_path)},{p.parent.parent.name},{('train', 'valid', 'test')[i % 3]}"
+        for i, p in enumerate(files)
+    ]
+    with_split.write_text("path,category,split\n" + "\n".join(rows) + "\n")
+    hparams = {
+        "skip_prep": False,
+        "manifest": str(with_split),
+        "save_folder": str(tmp_path / "save"),
+        "valid_fraction": 0.1,
+        "test_fraction": 0.1,
+        "seed": 0,
+    }
+    recipe.prepare_data(hparams)
+    written = {s: _read(tmp_path / "save" / f"gass_{s}.csv") for s in ("train", "valid", "test")}
+    assert [len(written[s]) for s in ("train", "valid", "test")] == [3, 3, 3]
+    assert {Path(r["path"]).name for r in written["test"]} == {p.name for p in files[2::3]}
+    without_split = tmp_path / "without_split.csv"
+    without_split.write_text("path,category\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    recipe.prepare_data({**hparams, "manifest": str(without_split), "save_folder": str(tmp_path / "save2")})
+    written = [_read(tmp_path / "save2" / f"gass_{s}.csv") for s in ("train", "valid", "test")]
+    assert sorted(Path(r["path"]).name for part in written for r in part) == sorted(p.name for p in files)
