@@ -189,6 +189,7 @@ def train(modules, batches, num_spks, loss_fn, device, seconds=None, steps=None,
         progress.update(1)
         progress.set_postfix(loss=f"{sum(recent) / len(recent):.2f}")
     progress.close()
+    batches.close()  # drops the data loader and its worker processes
     if device.type == "cuda":
         torch.cuda.synchronize()
     return done, time.time() - start, sum(recent) / max(len(recent), 1)
