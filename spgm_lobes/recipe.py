@@ -49,14 +49,13 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    if not hparams.get("test_only", False):
-        brain.fit(
-            brain.hparams.epoch_counter,
-            train_set,
-            valid_set,
-            train_loader_kwargs=hparams["dataloader_opts"],
-            valid_loader_kwargs=hparams.get("dataloader_opts_valid", hparams["dataloader_opts"]),
-        )
+    brain.fit(  # skipped by SpeechBrain with --test_only
+        brain.hparams.epoch_counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs=hparams["dataloader_opts"],
+        valid_loader_kwargs=hparams.get("dataloader_opts_valid", hparams["dataloader_opts"]),
+    )
     brain.evaluate(
         test_set,
         min_key="si-snr",

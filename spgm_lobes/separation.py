@@ -29,8 +29,8 @@ the re-summed mixture after speed perturbation). Training datasets with a
 ``set_epoch(epoch)`` method (dynamic mixing) get it called at every epoch start.
 
 Subclasses change the objective by overriding :meth:`SeparationBrain.compute_loss`
-and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics` and
-:meth:`SeparationBrain.write_test_results`.
+and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics`,
+:meth:`SeparationBrain.utterance_info` and :meth:`SeparationBrain.write_test_results`.
 """
 
 import csv
@@ -205,12 +205,17 @@ class SeparationBrain(sb.Brain):
         """Metrics of one utterance (tensors cut to its valid samples)."""
         return separation_metrics(est_source.float(), targets.float(), mix.float())
 
+    def utterance_info(self, batch, index):
+        """Extra descriptive columns of the test row of utterance ``index`` of
+        ``batch`` (none by default; e.g. source count and categories for GASS)."""
+        return {}
+
     def _collect_test_metrics(self, batch, outputs):
         est, targets, mix, lengths = outputs
         n = valid_samples(lengths, mix.shape[1])
         for i, snt_id in enumerate(batch.id):
             e, t, m = est[i, : n[i]].cpu(), targets[i, : n[i]].cpu(), mix[i, : n[i]].cpu()
-            row = {"snt_id": snt_id}
+            row = {"snt_id": snt_id, **self.utterance_info(batch, i)}
             row.update(self.utterance_metrics(e, t, m))
             self.test_rows.append(row)
             if self._hp("save_audio", False) and len(self.test_rows) <= self._hp("n_audio_to_save", 10):

@@ -54,12 +54,9 @@ class GASSBrain(SeparationBrain):
         scores = gass_scores(est_source.float()[:, perm[0]], targets.float(), mix.float())
         return {k: scores[k] for k in ("si-snr", "si-snr_i", "silent_energy_db")}
 
-    def _collect_test_metrics(self, batch, outputs):
-        first = len(self.test_rows)
-        super()._collect_test_metrics(batch, outputs)
-        for row, count, categories in zip(self.test_rows[first:], batch.num_sources, batch.categories):
-            row["num_sources"] = int(count)
-            row["categories"] = categories
+    def utterance_info(self, batch, index):
+        """Source count and categories of a test mixture."""
+        return {"num_sources": int(batch.num_sources[index]), "categories": batch.categories[index]}
 
     def write_test_results(self, rows):
         """Writes ``test_results.csv`` (per mixture, with an ``avg`` row) and ``test_summary_by_count.csv``;
