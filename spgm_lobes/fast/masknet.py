@@ -48,12 +48,11 @@ def unsupported_masknet_reason(masknet):
         return f"{type(masknet).__name__} is not a speechbrain Dual_Path_Model"
     if masknet.use_global_pos_enc:
         return "use_global_pos_enc=True is not supported"
-    for name, mod in (("norm", masknet.norm),) + tuple(
-        (f"dual_mdl.{i}.{n}", getattr(b, n))
-        for i, b in enumerate(masknet.dual_mdl)
-        for n in ("intra_norm", "inter_norm")
-        if b.norm is not None
-    ):
+    norms = [masknet.norm]
+    for block in masknet.dual_mdl:
+        if block.norm is not None:
+            norms += [block.intra_norm, block.inter_norm]
+    for mod in norms:
         if not (isinstance(mod, nn.GroupNorm) and mod.num_groups == 1):
             kind = {"GlobalLayerNorm": "gln", "CumulativeLayerNorm": "cln", "BatchNorm1d": "bn"}.get(
                 type(mod).__name__, type(mod).__name__
