@@ -120,9 +120,56 @@ def encoder_layer_forward(layer, x):
     return layer.norm2.norm(x + layer.dropout2(layer.pos_ffn.ffn(x)))
 
 
-def transformer_block_forward(block, x):
+def prenorm_relu_layer(x, norm1, attention, norm2, ffn1, ffn2, nhead):
+    """Pure-tensor pre-norm transformer layer with ReLU feed-forward and no
+    dropout (the one ``torch.compile`` fuses). Each of ``norm1`` ... ``ffn2``
+    is a ``(weight, bias)`` pair (``norm*`` with ``eps``); ``attention`` is
+    ``(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)``."""
+    M, T, E = x.shape
+    in_w, in_b, out_w, out_b = attention
+    y = F.layer_norm(x, (E,), norm1[0], norm1[1], norm1[2])
+    q, k, v = F.linear(y, in_w, in_b).view(M, T, 3, nhead, E // nhead).permute(2, 0, 3, 1, 4).unbind(0)
+    a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(M, T, E)
+    x = x + F.linear(a, out_w, out_b)
+    y = F.layer_norm(x, (E,), norm2[0], norm2[1], norm2[2])
+    return x + F.linear(torch.relu(F.linear(y, ffn1[0], ffn1[1])), ffn2[0], ffn2[1])
+
+
+_COMPILED = {}
+
+
+def compiled_prenorm_relu_layer():
+    """``torch.compile`` d :func:`prenorm_relu_layer` (one graph shared by every
+    layer: the weights are inputs, not guarded constants)."""
+    if "layer" not in _COMPILED:
+        _COMPILED["layer"] = torch.compile(prenorm_relu_layer, dynamic=True)
+    return _COMPILED["layer"]
+
+
+def _pure_layer_arguments(layer):
+    """Arguments of :func:`prenorm_relu_layer` for ``layer``, or ``None`` when the
+    layer is not a pre-norm ReLU layer running without dropout."""
+    ffn = layer.pos_ffn.ffn
+    att = layer.self_att.att
+    dropouts = (att.dropout, layer.dropout1.p, ffn[2].p, layer.dropout2.p)
+    dropout_active = layer.training and any(p > 0 for p in dropouts)
+    if not layer.normalize_before or not isinstance(ffn[1], torch.nn.ReLU) or dropout_active:
+        return None
+    n1, n2 = layer.norm1.norm, layer.norm2.norm
+    return (
+        (n1.weight, n1.bias, n1.eps),
+        (att.in_proj_weight, att.in_proj_bias, att.out_proj.weight, att.out_proj.bias),
+        (n2.weight, n2.bias, n2.eps),
+        (ffn[0].weight, ffn[0].bias),
+        (ffn[3].weight, ffn[3].bias),
+        att.num_heads,
+    )
+
+
+def transformer_block_forward(block, x, compiled=False):
     """Same function as ``block(x)`` for an ``SBTransformerBlock`` ``block``,
-    ``x`` of shape ``[M, T, E]``.
+    ``x`` of shape ``[M, T, E]``; ``compiled=True`` runs the pre-norm ReLU layers
+    through ``torch.compile``.
 
     Example
     -------
@@ -134,13 +181,19 @@ def transformer_block_forward(block, x):
     if block.use_positional_encoding:
         x = x + positional_encoding(block.pos_enc, x.shape[1]).to(x.dtype)
     for layer in block.mdl.layers:
-        x = encoder_layer_forward(layer, x)
+        arguments = _pure_layer_arguments(layer)
+        if arguments is None:
+            x = encoder_layer_forward(layer, x)
+        elif compiled:
+            x = compiled_prenorm_relu_layer()(x, *arguments)
+        else:
+            x = prenorm_relu_layer(x, *arguments)
     return block.mdl.norm.norm(x)
 
 
-def sequence_forward(module, x):
+def sequence_forward(module, x, compiled=False):
     """Applies a sequence model (``[M, T, E] -> [M, T, E]``) the fastest way
     available: fused for ``SBTransformerBlock``, the module itself otherwise."""
     if unsupported_transformer_reason(module) is None:
-        return transformer_block_forward(module, x)
+        return transformer_block_forward(module, x, compiled=compiled)
     return module(x)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from ..models.identity import IdentityInterBlock
 from ..models.spgm import SPGMBlock
 from .layers import sequence_forward
-from .masknet import chunk_geometry, head_channels_last, unsupported_masknet_reason
+from .masknet import FastMaskNet, chunk_geometry, head_channels_last, unsupported_masknet_reason
 
 DEFAULT_SLICE_BUDGET = 1 << 30  # bytes of work space for one slice
 
@@ -92,7 +92,7 @@ def _encode_frames(encoder, mix, f0, f1):
 
 
 def _check_modules(encoder, masknet, decoder):
-    reason = unsupported_masknet_reason(masknet) if not hasattr(masknet, "_forward") else None
+    reason = None if isinstance(masknet, FastMaskNet) else unsupported_masknet_reason(masknet)
     if reason is not None:
         raise ValueError(f"separate() cannot run this mask network: {reason}.")
     if any(block.linear_layer_after_inter_intra for block in masknet.dual_mdl):
@@ -121,6 +121,7 @@ def separate(
     dtype=None,
     slice_budget_bytes=DEFAULT_SLICE_BUDGET,
     chunks_per_slice=None,
+    compiled=False,
     progress=False,
 ):
     """Separates ``mix`` ``[B, T]`` in one pass; returns ``[B, T, num_spks]``.
@@ -146,6 +147,8 @@ def separate(
         Work space per slice, used to choose the slice size.
     chunks_per_slice : int, optional
         Force the number of chunks per slice (tests use tiny values).
+    compiled : bool
+        Run the transformer layers through ``torch.compile``.
     progress : bool
         Show a tqdm bar over the blocks.
 
@@ -170,10 +173,12 @@ def separate(
     device = mix.device
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != param_dtype else contextlib.nullcontext()
     with autocast:
-        return _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_per_slice, progress)
+        return _separate(
+            encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_per_slice, compiled, progress
+        )
 
 
-def _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_per_slice, progress):
+def _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_per_slice, compiled, progress):
     B, T = mix.shape
     device = mix.device
     K = masknet.K
@@ -220,7 +225,7 @@ def _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_
     # 3. the dual-path blocks
     chunk_slices = _slices(S, chunks_per_slice)
     for block in tqdm(masknet.dual_mdl, desc="dual-path blocks", disable=not progress):
-        h, t = _dual_block_sliced(block, h, t, chunk_slices, K, frames_per_slice)
+        h, t = _dual_block_sliced(block, h, t, chunk_slices, K, compiled)
 
     # 4. head, masking and decoding over slices of frames
     halves = h.view(B, S1, 2, K, N)
@@ -259,7 +264,7 @@ def _affine_(x, scale, shift):
     x.mul_(scale.to(x.dtype)[:, None, None, :]).add_(shift.to(x.dtype)[:, None, None, :])
 
 
-def _dual_block_sliced(block, h, t, chunk_slices, K, frames_per_slice):
+def _dual_block_sliced(block, h, t, chunk_slices, K, compiled):
     """One ``Dual_Computation_Block`` on buffer ``h``, using ``t`` as the second
     buffer; returns ``(output buffer, free buffer)``."""
     B, S, _, N = h.shape
@@ -267,7 +272,7 @@ def _dual_block_sliced(block, h, t, chunk_slices, K, frames_per_slice):
     # intra model, chunk slices: t = intra(h)
     moments = _Moments(B, h.device)
     for s0, s1 in chunk_slices:
-        y = sequence_forward(block.intra_mdl, h[:, s0:s1].reshape(-1, K, N).float()).view(B, s1 - s0, K, N)
+        y = sequence_forward(block.intra_mdl, h[:, s0:s1].reshape(-1, K, N).float(), compiled).view(B, s1 - s0, K, N)
         if norm_on:
             moments.add(y)
         t[:, s0:s1] = y
@@ -321,7 +326,7 @@ def _dual_block_sliced(block, h, t, chunk_slices, K, frames_per_slice):
     moments = _Moments(B, h.device)
     for k0, k1 in _slices(K, k_step):
         rows = t[:, :, k0:k1].transpose(1, 2).reshape(B * (k1 - k0), S, N).float()
-        y = sequence_forward(inter, rows).view(B, k1 - k0, S, N).transpose(1, 2)
+        y = sequence_forward(inter, rows, compiled).view(B, k1 - k0, S, N).transpose(1, 2)
         if norm_on:
             moments.add(y)
         h[:, :, k0:k1] = y

@@ -153,28 +153,28 @@ def spgm_scale(spgm, x):
     return torch.sigmoid(spgm.s_lin(g)) + spgm.g_lin(g)
 
 
-def inter_forward(inter, x):
+def inter_forward(inter, x, compiled=False):
     """The inter-chunk model on chunks ``x`` ``[B, S, K, N]``."""
     B, S, K, N = x.shape
     if isinstance(inter, SPGMBlock):
         return x * spgm_scale(inter, x).to(x.dtype)[:, None, None, :]
     if isinstance(inter, (IdentityInterBlock, IdentityBlock, nn.Identity)):
         return x
-    y = sequence_forward(inter, x.transpose(1, 2).reshape(B * K, S, N))
+    y = sequence_forward(inter, x.transpose(1, 2).reshape(B * K, S, N), compiled=compiled)
     return y.view(B, K, S, N).transpose(1, 2)
 
 
-def dual_block_forward(block, x):
+def dual_block_forward(block, x, compiled=False):
     """One ``Dual_Computation_Block`` on chunks ``x`` ``[B, S, K, N]``."""
     B, S, K, N = x.shape
-    intra = sequence_forward(block.intra_mdl, x.reshape(B * S, K, N)).view(B, S, K, N)
+    intra = sequence_forward(block.intra_mdl, x.reshape(B * S, K, N), compiled=compiled).view(B, S, K, N)
     if block.linear_layer_after_inter_intra:
         intra = block.intra_linear(intra)
     if block.norm is not None:
         intra = group_norm_channels_last(intra, block.intra_norm)
     if block.skip_around_intra:
         intra = intra + x
-    inter = inter_forward(block.inter_mdl, intra)
+    inter = inter_forward(block.inter_mdl, intra, compiled=compiled)
     if block.linear_layer_after_inter_intra:
         inter = block.inter_linear(inter)
     if block.norm is not None:
@@ -189,9 +189,10 @@ def input_features(masknet, x):
     return F.linear(y, masknet.conv1d.weight[..., 0])
 
 
-def fast_masknet_forward(masknet, x):
+def fast_masknet_forward(masknet, x, compiled=False):
     """Same function as ``masknet(x)`` for a ``Dual_Path_Model``: ``[B, N_in, L]``
     -> ``[num_spks, B, N_in, L]``. Differentiable (use it for training).
+    ``compiled=True`` runs the transformer layers through ``torch.compile``.
 
     Example
     -------
@@ -204,7 +205,7 @@ def fast_masknet_forward(masknet, x):
     L = x.shape[-1]
     h, _ = segment_channels_last(input_features(masknet, x), masknet.K)
     for block in masknet.dual_mdl:
-        h = dual_block_forward(block, h)
+        h = dual_block_forward(block, h, compiled=compiled)
     h = overlap_add_channels_last(h, L, fn=masknet.prelu)
     masks = head_channels_last(masknet, h)  # [B, L, spks, N_in]
     return masks.permute(2, 0, 3, 1)
@@ -223,7 +224,8 @@ class FastMaskNet(nn.Module):
     masknet : speechbrain.lobes.models.dual_path.Dual_Path_Model
         The model to run; must pass :func:`unsupported_masknet_reason`.
     compile : bool
-        Wrap the forward in ``torch.compile`` (GPU; off by default).
+        Run the transformer layers through ``torch.compile`` (one compiled
+        graph shared by all layers; GPU; off by default).
 
     Example
     -------
@@ -249,9 +251,9 @@ class FastMaskNet(nn.Module):
         self.num_spks = masknet.num_spks
         self.num_layers = masknet.num_layers
         self.use_global_pos_enc = False
-        self._forward = torch.compile(fast_masknet_forward, dynamic=True) if compile else fast_masknet_forward
+        self.compiled = bool(compile)
         self.train(masknet.training)
 
     def forward(self, x):
         """``[B, N_in, L]`` -> masks ``[num_spks, B, N_in, L]``."""
-        return self._forward(self, x)
+        return fast_masknet_forward(self, x, compiled=self.compiled)
