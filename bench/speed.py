@@ -356,6 +356,7 @@ class Bench:
         self.info["equivalence_vs_sb_spgm"] = {
             m.name: self.check_equivalence(reference, m) for m in models if m.name.startswith("fast-spgm")
         }
+        self.info["equivalence_vs_sb_spgm"]["sb-spgm"] = self.check_equivalence(reference, reference)
         print(f"  equivalence (relative error vs sb-spgm fp32): {self.info['equivalence_vs_sb_spgm']}", flush=True)
         plain = [m for m in models if m.name.startswith("sb-")]
         one_pass = plain + [m for m in models if m.sliced] + [m for m in models if not m.sliced and m not in plain]

@@ -9,7 +9,7 @@
 
 from .layers import transformer_block_forward, unsupported_transformer_reason
 from .long import separate
-from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason
+from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
 
 __all__ = [
     "FastMaskNet",
@@ -18,4 +18,5 @@ __all__ = [
     "transformer_block_forward",
     "unsupported_masknet_reason",
     "unsupported_transformer_reason",
+    "use_fast_masknet",
 ]

@@ -40,7 +40,7 @@ from ..models.spgm import SPGMBlock
 from .layers import sequence_forward
 from .masknet import FastMaskNet, chunk_geometry, head_channels_last, unsupported_masknet_reason
 
-DEFAULT_SLICE_BUDGET = 1 << 30  # bytes of work space for one slice
+DEFAULT_SLICE_BUDGET = 2 << 30  # bytes of work space for one slice
 
 
 def _work_bytes_per_chunk(masknet, K, compute_itemsize):
@@ -157,7 +157,8 @@ def separate(
     >>> from speechbrain.lobes.models.dual_path import Encoder, Decoder, Dual_Path_Model, SBTransformerBlock
     >>> from spgm_lobes.models import SPGMBlock
     >>> enc, dec = Encoder(16, 16), Decoder(16, 1, 16, stride=8, bias=False)
-    >>> mask = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2, d_ffn=32), SPGMBlock(16, chunk_size=10), K=10)
+    >>> intra, inter = SBTransformerBlock(1, 16, 2, d_ffn=32), SPGMBlock(16, chunk_size=10)
+    >>> mask = Dual_Path_Model(16, 16, intra, inter, K=10, linear_layer_after_inter_intra=False)
     >>> separate(enc, mask.eval(), dec, torch.randn(2, 800), chunks_per_slice=3).shape
     torch.Size([2, 800, 2])
     """

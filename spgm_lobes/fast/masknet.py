@@ -21,6 +21,8 @@ Authors
  * spgm-lobes contributors 2026
 """
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from speechbrain.lobes.models.dual_path import Dual_Path_Model, IdentityBlock
@@ -257,3 +259,32 @@ class FastMaskNet(nn.Module):
     def forward(self, x):
         """``[B, N_in, L]`` -> masks ``[num_spks, B, N_in, L]``."""
         return fast_masknet_forward(self, x, compiled=self.compiled)
+
+
+def use_fast_masknet(modules, enabled=True, compile=False):
+    """Returns a copy of the ``modules`` dict whose ``"masknet"`` runs on the
+    fast path (a :class:`FastMaskNet` over the same parameters).
+
+    The mask network is left as it is, with a warning, when ``enabled`` is
+    false or it is not supported (see :func:`unsupported_masknet_reason`). The
+    state dict is unchanged, so checkpoints are the same either way.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.dual_path import SBTransformerBlock
+    >>> m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), IdentityInterBlock(), K=10)
+    >>> type(use_fast_masknet({"masknet": m})["masknet"]).__name__
+    'FastMaskNet'
+    >>> use_fast_masknet({"masknet": m}, enabled=False)["masknet"] is m
+    True
+    """
+    modules = dict(modules)
+    masknet = modules.get("masknet")
+    if not enabled or masknet is None or isinstance(masknet, FastMaskNet):
+        return modules
+    reason = unsupported_masknet_reason(masknet)
+    if reason is not None:
+        warnings.warn(f"Fast path disabled, using the plain SpeechBrain mask network: {reason}.", stacklevel=2)
+        return modules
+    modules["masknet"] = FastMaskNet(masknet, compile=compile)
+    return modules
