@@ -142,6 +142,10 @@ def compiled_prenorm_relu_layer():
     """``torch.compile`` d :func:`prenorm_relu_layer` (one graph shared by every
     layer: the weights are inputs, not guarded constants)."""
     if "layer" not in _COMPILED:
+        # one graph per (dtype/autocast, grad mode) combination: allow a few more than the default
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         _COMPILED["layer"] = torch.compile(prenorm_relu_layer, dynamic=True)
     return _COMPILED["layer"]
 
