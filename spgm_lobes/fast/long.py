@@ -142,7 +142,8 @@ def separate(
         Checked against ``masknet.num_spks`` when given.
     dtype : torch.dtype, optional
         Compute dtype: ``torch.bfloat16`` runs matrix products under autocast
-        and stores the big buffers in bfloat16; default: the parameters' dtype.
+        and stores the two big buffers in bfloat16 (residual sums inside a
+        slice stay float32); default float32. Parameters must be float32.
     slice_budget_bytes : int
         Work space per slice, used to choose the slice size.
     chunks_per_slice : int, optional
@@ -170,6 +171,11 @@ def separate(
     if mix.dim() != 2:
         raise ValueError(f"mix must be [B, T] or [T], got shape {tuple(mix.shape)}.")
     param_dtype = masknet.conv1d.weight.dtype
+    if param_dtype != torch.float32:
+        raise ValueError(
+            f"separate() expects float32 parameters (got {param_dtype}); keep the model in float32 and pass "
+            "dtype=torch.bfloat16 for bfloat16 compute."
+        )
     dtype = dtype or param_dtype
     device = mix.device
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != param_dtype else contextlib.nullcontext()

@@ -56,3 +56,5 @@ def test_bad_input_is_refused(build):
         separate(m["encoder"], m["masknet"], m["decoder"], torch.randn(1, 500), num_spks=3)
     with pytest.raises(ValueError, match="samples"):
         separate(m["encoder"], m["masknet"], m["decoder"], torch.randn(1, 5))
+    with pytest.raises(ValueError, match="float32 parameters"):
+        separate(m["encoder"], m["masknet"].double(), m["decoder"], torch.randn(1, 500))
