@@ -28,10 +28,13 @@ Imports only torch, numpy, speechbrain, hyperpyyaml and spgm_lobes.
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +58,7 @@ FULL = {
     "train_batches": (1, 4, 8),
     "max_reps": 5,
     "case_budget_s": 12.0,
+    "case_timeout_s": 90.0,
     "train_steps": 6,
 }
 QUICK = {
@@ -64,12 +68,39 @@ QUICK = {
     "train_batches": (1, 2),
     "max_reps": 1,
     "case_budget_s": 1.0,
+    "case_timeout_s": 30.0,
     "train_steps": 1,
 }
 
 
 class Skipped(Exception):
     """A case not run (time budget or predicted too slow)."""
+
+
+class CaseTimeout(Exception):
+    """A case that ran past its hard time limit."""
+
+
+@contextlib.contextmanager
+def hard_timeout(seconds):
+    """Raises :class:`CaseTimeout` in the main thread after ``seconds`` (Unix;
+    a no-op elsewhere). A running kernel finishes first; Python code between
+    kernels is interrupted."""
+    usable = seconds and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise CaseTimeout(f"timeout (> {seconds:.0f} s)")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def build_modules(name, quick, device):
@@ -151,14 +182,18 @@ def describe_error(exc):
     return "error: " + first[:120].replace("|", "/")
 
 
-def run_case(record, fn, device):
-    """Runs ``fn(record)`` in isolation, filling ``record['status']``."""
+def run_case(record, fn, device, timeout_s=None):
+    """Runs ``fn(record)`` in isolation (OOM, errors and a hard timeout are
+    recorded in ``record['status']``, never raised)."""
     reset_peak(device)
     try:
-        fn(record)
+        with hard_timeout(timeout_s):
+            fn(record)
         record["status"] = "ok"
     except Skipped as exc:
         record["status"] = f"skipped ({exc})"
+    except CaseTimeout as exc:
+        record["status"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure must be recorded, not crash the run
         record["status"] = describe_error(exc)
     finally:
@@ -188,6 +223,10 @@ class Bench:
         self.deadline = time.monotonic() + args.budget_s
         self.records = []
         self.info = {}
+
+    def case(self, rec, fn):
+        """Runs one case with the hard per-case time limit."""
+        return run_case(rec, fn, self.device, timeout_s=self.cfg["case_timeout_s"])
 
     def check_time(self, predicted=0.0):
         left = self.deadline - time.monotonic()
@@ -221,7 +260,7 @@ class Bench:
                         rec["reps"] = len(times)
                         rec["rtf"] = seconds / rec["seconds_median"]
 
-                    self.records.append(run_case(rec, fn, self.device))
+                    self.records.append(self.case(rec, fn))
                     if rec["status"] == "ok":
                         last = (rec["seconds_median"], seconds)
 
@@ -247,7 +286,7 @@ class Bench:
                     rec["seconds_wall"] = t
                     rec["rtf"] = seconds / t
 
-                self.records.append(run_case(rec, fn, self.device))
+                self.records.append(self.case(rec, fn))
                 failed = rec["status"] == "OOM" or rec["status"].startswith("error")
                 last = (rec.get("seconds_wall"), seconds) if not failed else last
 
@@ -298,7 +337,7 @@ class Bench:
                         rec["seconds_per_step"] = float(np.median(times))
                         rec["audio_s_per_s"] = batch * seconds / rec["seconds_per_step"]
 
-                    self.records.append(run_case(rec, fn, self.device))
+                    self.records.append(self.case(rec, fn))
 
     # ---- equivalence sanity check -------------------------------------------------------------
     def check_equivalence(self, plain, fast):
@@ -306,8 +345,9 @@ class Bench:
         out = {}
         for dtype in (torch.float32, torch.bfloat16):
             try:
-                ref = plain.separate(mix, torch.float32)
-                est = fast.separate(mix, dtype)
+                with hard_timeout(2 * self.cfg["case_timeout_s"]):
+                    ref = plain.separate(mix, torch.float32)
+                    est = fast.separate(mix, dtype)
                 out[dtype_name(dtype)] = float((est.float() - ref).norm() / ref.norm())
             except Exception as exc:  # noqa: BLE001
                 out[dtype_name(dtype)] = describe_error(exc)

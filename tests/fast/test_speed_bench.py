@@ -50,3 +50,11 @@ def test_failures_are_recorded(speed):
     assert speed.run_case({}, oom, device)["status"] == "OOM"
     status = speed.run_case({}, broken, device)["status"]
     assert status.startswith("error: RuntimeError: The size of tensor a (2500)") and "\n" not in status
+
+
+def test_hard_timeout_is_recorded(speed):
+    def slow(rec):
+        while True:
+            pass
+
+    assert speed.run_case({}, slow, torch.device("cpu"), timeout_s=0.2)["status"] == "timeout (> 0 s)"
