@@ -8,10 +8,11 @@
 """
 
 from .layers import transformer_block_forward, unsupported_transformer_reason
-from .long import separate
+from .long import estimate_separate_memory, separate
 from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
 
 __all__ = [
+    "estimate_separate_memory",
     "FastMaskNet",
     "fast_masknet_forward",
     "separate",

@@ -110,6 +110,30 @@ def _check_modules(encoder, masknet, decoder):
         raise ValueError("separate() expects SpeechBrain's Decoder (1 output channel, no padding).")
 
 
+def estimate_separate_memory(encoder, masknet, num_samples, batch=1, dtype=torch.bfloat16, slice_budget_bytes=None):
+    """Rough peak bytes of :func:`separate` on ``batch`` inputs of
+    ``num_samples``: the two chunk buffers, one slice of work space, the input
+    and the float32 output (model parameters excluded).
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from spgm_lobes.architectures import architecture_path
+    >>> with open(architecture_path("spgm-ap")) as f:
+    ...     m = load_hyperpyyaml(f)["modules"]
+    >>> hour = estimate_separate_memory(m["encoder"], m["masknet"], 3600 * 8000)
+    >>> round(hour / 2**30, 1)
+    9.4
+    """
+    kernel, stride = encoder.conv1d.kernel_size[0], encoder.conv1d.stride[0]
+    L = (num_samples - kernel) // stride + 1
+    _, _, S1 = chunk_geometry(L, masknet.K)
+    itemsize = torch.finfo(dtype).bits // 8
+    buffers = 2 * batch * 2 * S1 * masknet.K * masknet.conv1d.out_channels * itemsize
+    work = DEFAULT_SLICE_BUDGET if slice_budget_bytes is None else slice_budget_bytes
+    return buffers + work + batch * num_samples * 4 * (1 + 2 * masknet.num_spks)
+
+
 @torch.inference_mode()
 def separate(
     encoder,
