@@ -46,7 +46,7 @@ from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
-from spgm_lobes.fast import FastMaskNet, separate  # noqa: E402
+from spgm_lobes.fast import FastMaskNet, estimate_separate_memory, separate  # noqa: E402
 
 SAMPLE_RATE = 8000
 TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
@@ -285,6 +285,9 @@ class Bench:
                         raise RuntimeError("non-finite output")
                     rec["seconds_wall"] = t
                     rec["rtf"] = seconds / t
+                    if model.sliced:
+                        estimate = estimate_separate_memory(model.encoder, model.masknet, mix.shape[1], dtype=dtype)
+                        rec["estimate_gib"] = estimate / 2**30
 
                 self.records.append(self.case(rec, fn))
                 failed = rec["status"] == "OOM" or rec["status"].startswith("error")
