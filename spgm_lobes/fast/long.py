@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from speechbrain.lobes.models.dual_path import IdentityBlock
 from torch import nn
-from tqdm import tqdm
 
 from ..models.identity import IdentityInterBlock
 from ..models.spgm import SPGMBlock
@@ -255,7 +254,12 @@ def _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_
 
     # 3. the dual-path blocks
     chunk_slices = _slices(S, chunks_per_slice)
-    for block in tqdm(masknet.dual_mdl, desc="dual-path blocks", disable=not progress):
+    blocks = masknet.dual_mdl
+    if progress:
+        from tqdm import tqdm  # only needed for the progress bar (bench/speed.py imports no tqdm)
+
+        blocks = tqdm(blocks, desc="dual-path blocks")
+    for block in blocks:
         h, t = _dual_block_sliced(block, h, t, chunk_slices, K, compiled)
 
     # 4. head, masking and decoding over slices of frames
