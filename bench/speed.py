@@ -7,7 +7,8 @@ Measures
  * the longest input each model separates in one pass (300 / 1,200 / 3,600 s,
    bfloat16) with its peak GPU memory;
  * training throughput (audio seconds per second) on 4 s segments at batch
-   1 / 4 / 8: forward + backward (PIT SI-SNR loss) + Adam step;
+   1 / 4 / 8: forward + backward (PIT SI-SNR loss) + Adam step (``fused=True``
+   on the GPU, for every model);
 in float32 and bfloat16 (autocast). Every case is isolated: an out-of-memory
 or any other error is recorded in the table ("OOM", "error: ...") and the run
 goes on; a global time budget skips what is left once spent.
@@ -18,7 +19,13 @@ Models (SPGM rows share one set of random weights, spgm-ap.yaml):
  * ``fast-spgm``: the same SPGM through :class:`spgm_lobes.fast.FastMaskNet`;
  * ``fast-spgm-sliced``: the same SPGM through :func:`spgm_lobes.fast.separate`
    (one pass, memory linear in length; inference only);
- * ``fast-spgm-compiled`` (``--compile``): FastMaskNet under ``torch.compile``.
+ * ``fast-spgm-compiled`` (on CUDA by default; ``--no-compile`` drops it,
+   ``--compile`` adds it on the CPU): ``FastMaskNet(compile=True)``, each dual-path
+   block under ``torch.compile`` (automatic dynamic shapes: the first length
+   compiles a static graph, the second one a dynamic graph reused afterwards).
+   bfloat16 only, not in the one-pass table, and trained at the largest batch
+   only, to bound the compilation time; the first call of each new graph (its
+   compile time) is recorded in ``speed.json`` as ``first_call_s``.
 
 Usage
  python bench/speed.py --out results/speed            # GPU, about 5-8 minutes
@@ -119,6 +126,8 @@ class Model:
     def __init__(self, name, modules, masknet=None, sliced=False, compiled=False):
         self.name = name
         self.compiled = compiled
+        # compiled rows: bfloat16, largest training batch and no one-pass table (compile time)
+        self.dtypes = (torch.bfloat16,) if compiled else (torch.float32, torch.bfloat16)
         self.encoder, self.decoder = modules["encoder"], modules["decoder"]
         self.masknet = masknet if masknet is not None else modules["masknet"]
         self.sliced = sliced
@@ -226,7 +235,8 @@ class Bench:
 
     def case(self, rec, fn):
         """Runs one case with the hard per-case time limit."""
-        return run_case(rec, fn, self.device, timeout_s=self.cfg["case_timeout_s"])
+        timeout = self.cfg["case_timeout_s"] * (3 if "compiled" in rec["model"] else 1)  # compilation
+        return run_case(rec, fn, self.device, timeout_s=timeout)
 
     def check_time(self, predicted=0.0):
         left = self.deadline - time.monotonic()
@@ -242,7 +252,7 @@ class Bench:
     # ---- inference -------------------------------------------------------------------------
     def run_inference(self, models):
         for model in models:
-            for dtype in (torch.float32, torch.bfloat16):
+            for dtype in model.dtypes:
                 last = None  # (wall seconds of one run, audio seconds) of the previous length
                 for seconds in self.cfg["infer_seconds"]:
                     rec = {"section": "inference", "model": model.name, "dtype": dtype_name(dtype), "seconds": seconds}
@@ -251,6 +261,8 @@ class Bench:
                         self.check_time(2 * last[0] * seconds / last[1] if last else 0.0)
                         mix = self.mixture(1, seconds)
                         spent, _ = timed(lambda: model.separate(mix, dtype), self.device)  # warm-up
+                        rec["first_call_s"] = spent
+                        spent = 0.0 if model.compiled else spent
                         times = []
                         while len(times) < self.cfg["max_reps"] and (not times or spent < self.cfg["case_budget_s"]):
                             t, _ = timed(lambda: model.separate(mix, dtype), self.device)
@@ -297,8 +309,9 @@ class Bench:
     def run_training(self, models):
         seconds = self.cfg["train_seconds"]
         for model in models:
-            for dtype in (torch.float32, torch.bfloat16):
-                for batch in self.cfg["train_batches"]:
+            for dtype in model.dtypes:
+                batches = self.cfg["train_batches"][-1:] if model.compiled else self.cfg["train_batches"]
+                for batch in batches:
                     rec = {
                         "section": "training",
                         "model": model.name,
@@ -310,7 +323,7 @@ class Bench:
                     def fn(rec, model=model, batch=batch, dtype=dtype):
                         self.check_time()
                         model.train()
-                        optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+                        optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, fused=self.device.type == "cuda")
                         sources = self.mixture(batch * model.num_spks, seconds, seed=batch)
                         targets = sources.view(batch, model.num_spks, -1).transpose(1, 2)  # [B, T, C]
                         mix = targets.sum(-1)
@@ -325,8 +338,8 @@ class Bench:
                             return loss.detach()
 
                         try:
-                            for _ in range(1 if self.args.quick else 2):  # warm-up
-                                timed(step, self.device)
+                            warm_up = [timed(step, self.device)[0] for _ in range(1 if self.args.quick else 2)]
+                            rec["first_call_s"] = warm_up[0]
                             times = []
                             while len(times) < self.cfg["train_steps"] and (
                                 sum(times) < self.cfg["case_budget_s"] or len(times) < 2
@@ -346,14 +359,20 @@ class Bench:
     def check_equivalence(self, plain, fast):
         mix = self.mixture(1, self.cfg["infer_seconds"][0], seed=7)
         out = {}
-        for dtype in (torch.float32, torch.bfloat16):
-            try:
-                with hard_timeout(2 * self.cfg["case_timeout_s"]):
-                    ref = plain.separate(mix, torch.float32)
-                    est = fast.separate(mix, dtype)
-                out[dtype_name(dtype)] = float((est.float() - ref).norm() / ref.norm())
-            except Exception as exc:  # noqa: BLE001
-                out[dtype_name(dtype)] = describe_error(exc)
+        # float32 means float32 here: TF32 matrix products (which SpeechBrain switches on) are off for this check
+        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            for dtype in fast.dtypes:
+                try:
+                    with hard_timeout(3 * self.cfg["case_timeout_s"]):
+                        ref = plain.separate(mix, torch.float32)
+                        est = fast.separate(mix, dtype)
+                    out[dtype_name(dtype)] = float((est.float() - ref).norm() / ref.norm())
+                except Exception as exc:  # noqa: BLE001
+                    out[dtype_name(dtype)] = describe_error(exc)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         return out
 
     def run(self):
@@ -386,10 +405,7 @@ class Bench:
             Model("fast-spgm-sliced", spgm, sliced=True),
         ]
         if args.compile:
-            models += [
-                Model("fast-spgm-compiled", spgm, masknet=FastMaskNet(spgm["masknet"], compile=True)),
-                Model("fast-spgm-sliced-compiled", spgm, sliced=True, compiled=True),
-            ]
+            models.append(Model("fast-spgm-compiled", spgm, masknet=FastMaskNet(spgm["masknet"], compile=True)))
         if args.models:
             unknown = set(args.models) - {m.name for m in models}
             if unknown:
@@ -400,9 +416,13 @@ class Bench:
             m.name: self.check_equivalence(reference, m) for m in models if m.name.startswith("fast-spgm")
         }
         self.info["equivalence_vs_sb_spgm"]["sb-spgm"] = self.check_equivalence(reference, reference)
-        print(f"  equivalence (relative error vs sb-spgm fp32): {self.info['equivalence_vs_sb_spgm']}", flush=True)
+        print(
+            f"  equivalence (relative error vs sb-spgm fp32, TF32 off): {self.info['equivalence_vs_sb_spgm']}",
+            flush=True,
+        )
         plain = [m for m in models if m.name.startswith("sb-")]
         one_pass = plain + [m for m in models if m.sliced] + [m for m in models if not m.sliced and m not in plain]
+        one_pass = [m for m in one_pass if not m.compiled]
         trainable = [m for m in models if not m.sliced]
         print("## inference", flush=True)
         self.run_inference(models)
@@ -418,7 +438,7 @@ class Bench:
         lines = [f"Device: {self.info.get('device')}, torch {self.info.get('torch')}"]
         eq = self.info.get("equivalence_vs_sb_spgm", {})
         if eq:
-            lines.append(f"Relative error vs sb-spgm (fp32 reference): {json.dumps(eq)}")
+            lines.append(f"Relative error vs sb-spgm (fp32 reference, TF32 off): {json.dumps(eq)}")
         lines += [
             "",
             "### Inference speed (× real time; wall seconds; peak GiB)",
@@ -487,12 +507,17 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=None, help="default: cuda when available (cpu with --quick)")
     parser.add_argument("--budget-s", type=float, default=None, help="global time budget (default 420, quick 60)")
     parser.add_argument(
-        "--compile", action="store_true", help="add the torch.compile rows (fast-spgm[-sliced]-compiled)"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the torch.compile row fast-spgm-compiled (default: on CUDA only)",
     )
     parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="comma-separated subset of rows")
     args = parser.parse_args(argv)
     if args.device is None:
         args.device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
+    if args.compile is None:
+        args.compile = args.device.startswith("cuda")
     if args.budget_s is None:
         args.budget_s = 60.0 if args.quick else 420.0
     return args

@@ -120,10 +120,49 @@ def encoder_layer_forward(layer, x):
     return layer.norm2.norm(x + layer.dropout2(layer.pos_ffn.ffn(x)))
 
 
+class _LinearReLU(torch.autograd.Function):
+    """``relu(x @ w.T + b)`` for 2-D ``x`` through ``torch._addmm_activation``
+    (one cuBLASLt GEMM with a bias + ReLU epilogue on the GPU, instead of a
+    GEMM and a separate pass over the largest activation of the layer)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        out = torch._addmm_activation(bias, x, weight.t())
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        grad = grad.masked_fill(out <= 0, 0)
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear_relu(x, weight, bias):
+    """``relu(F.linear(x, weight, bias))`` with the bias and ReLU fused into the
+    matrix product (autocast dtype respected).
+
+    Example
+    -------
+    >>> x, w, b = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5)
+    >>> torch.allclose(linear_relu(x, w, b), torch.relu(F.linear(x, w, b)), atol=1e-6)
+    True
+    """
+    dtype = x.dtype
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+    rows = x.reshape(-1, x.shape[-1]).to(dtype)
+    out = _LinearReLU.apply(rows, weight.to(dtype), bias.to(dtype))
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
 def prenorm_relu_layer(x, norm1, attention, norm2, ffn1, ffn2, nhead):
     """Pure-tensor pre-norm transformer layer with ReLU feed-forward and no
-    dropout (the one ``torch.compile`` fuses). Each of ``norm1`` ... ``ffn2``
-    is a ``(weight, bias)`` pair (``norm*`` with ``eps``); ``attention`` is
+    dropout. Each of ``norm1`` ... ``ffn2`` is a ``(weight, bias)`` pair
+    (``norm*`` with ``eps``); ``attention`` is
     ``(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)``."""
     M, T, E = x.shape
     in_w, in_b, out_w, out_b = attention
@@ -132,22 +171,7 @@ def prenorm_relu_layer(x, norm1, attention, norm2, ffn1, ffn2, nhead):
     a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(M, T, E)
     x = x + F.linear(a, out_w, out_b)
     y = F.layer_norm(x, (E,), norm2[0], norm2[1], norm2[2])
-    return x + F.linear(torch.relu(F.linear(y, ffn1[0], ffn1[1])), ffn2[0], ffn2[1])
-
-
-_COMPILED = {}
-
-
-def compiled_prenorm_relu_layer():
-    """``torch.compile`` d :func:`prenorm_relu_layer` (one graph shared by every
-    layer: the weights are inputs, not guarded constants)."""
-    if "layer" not in _COMPILED:
-        # one graph per (dtype/autocast, grad mode) combination: allow a few more than the default
-        for name in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
-        _COMPILED["layer"] = torch.compile(prenorm_relu_layer, dynamic=True)
-    return _COMPILED["layer"]
+    return x + F.linear(linear_relu(y, ffn1[0], ffn1[1]), ffn2[0], ffn2[1])
 
 
 def _pure_layer_arguments(layer):
@@ -170,10 +194,30 @@ def _pure_layer_arguments(layer):
     )
 
 
-def transformer_block_forward(block, x, compiled=False):
+def compile_options():
+    """Keyword arguments of every ``torch.compile`` call of the fast path;
+    raises the recompilation limit (one graph per dtype / grad mode / block
+    structure, then one dynamic-shape graph per kind)."""
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
+    return {"dynamic": None}
+
+
+_COMPILED = {}
+
+
+def compiled_transformer_block_forward():
+    """:func:`transformer_block_forward` under ``torch.compile`` (shared by
+    every block: weights are graph inputs, not constants)."""
+    if "block" not in _COMPILED:
+        _COMPILED["block"] = torch.compile(transformer_block_forward, **compile_options())
+    return _COMPILED["block"]
+
+
+def transformer_block_forward(block, x):
     """Same function as ``block(x)`` for an ``SBTransformerBlock`` ``block``,
-    ``x`` of shape ``[M, T, E]``; ``compiled=True`` runs the pre-norm ReLU layers
-    through ``torch.compile``.
+    ``x`` of shape ``[M, T, E]``.
 
     Example
     -------
@@ -188,8 +232,6 @@ def transformer_block_forward(block, x, compiled=False):
         arguments = _pure_layer_arguments(layer)
         if arguments is None:
             x = encoder_layer_forward(layer, x)
-        elif compiled:
-            x = compiled_prenorm_relu_layer()(x, *arguments)
         else:
             x = prenorm_relu_layer(x, *arguments)
     return block.mdl.norm.norm(x)
@@ -197,7 +239,10 @@ def transformer_block_forward(block, x, compiled=False):
 
 def sequence_forward(module, x, compiled=False):
     """Applies a sequence model (``[M, T, E] -> [M, T, E]``) the fastest way
-    available: fused for ``SBTransformerBlock``, the module itself otherwise."""
+    available: fused for ``SBTransformerBlock`` (``compiled=True``: under
+    ``torch.compile``), the module itself otherwise."""
     if unsupported_transformer_reason(module) is None:
-        return transformer_block_forward(module, x, compiled=compiled)
+        if compiled:
+            return compiled_transformer_block_forward()(module, x)
+        return transformer_block_forward(module, x)
     return module(x)

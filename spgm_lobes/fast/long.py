@@ -172,7 +172,7 @@ def separate(
     chunks_per_slice : int, optional
         Force the number of chunks per slice (tests use tiny values).
     compiled : bool
-        Run the transformer layers through ``torch.compile``.
+        Run each transformer block through ``torch.compile`` (GPU).
     progress : bool
         Show a tqdm bar over the blocks.
 

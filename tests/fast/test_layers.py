@@ -4,7 +4,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.dual_path import SBTransformerBlock
 
-from spgm_lobes.fast.layers import _pure_layer_arguments, transformer_block_forward
+from spgm_lobes.fast.layers import _pure_layer_arguments, linear_relu, transformer_block_forward
 
 
 def _block(**kwargs):
@@ -48,3 +48,21 @@ def test_dropout_is_active_in_training_and_differentiable():
     block.eval()
     with torch.no_grad():
         assert torch.allclose(transformer_block_forward(block, x), block(x), atol=1e-5)
+
+
+def test_fused_linear_relu_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(linear_relu, (x, w, b))
+    ref = torch.relu(torch.nn.functional.linear(x, w, b))
+    assert torch.equal(linear_relu(x, w, b), ref)
+
+
+def test_fused_linear_relu_follows_autocast():
+    x, w, b = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear_relu(x, w, b)
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), torch.relu(torch.nn.functional.linear(x, w, b)), atol=0.1)
