@@ -405,7 +405,8 @@ class Bench:
             Model("fast-spgm-sliced", spgm, sliced=True),
         ]
         if args.compile:
-            models.append(Model("fast-spgm-compiled", spgm, masknet=FastMaskNet(spgm["masknet"], compile=True)))
+            compiled = FastMaskNet(spgm["masknet"], compile=True)
+            models.append(Model("fast-spgm-compiled", spgm, masknet=compiled, compiled=True))
         if args.models:
             unknown = set(args.models) - {m.name for m in models}
             if unknown:
@@ -467,7 +468,11 @@ class Bench:
             "|---|---|" + "---|" * len(cfg["train_batches"]),
         ]
         for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
-            cells = [self.cell(r, "audio_s_per_s", None) for r in sorted(recs, key=lambda r: r["batch"])]
+            by_batch = {r["batch"]: r for r in recs}
+            cells = [
+                self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run (compile time)"
+                for b in cfg["train_batches"]
+            ]
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
