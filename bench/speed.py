@@ -28,7 +28,7 @@ Models (SPGM rows share one set of random weights, spgm-ap.yaml):
    compile time) is recorded in ``speed.json`` as ``first_call_s``.
 
 Usage
- python bench/speed.py --out results/speed            # GPU, about 5-8 minutes
+ python bench/speed.py --out results/speed            # GPU, about 4-5 minutes (H100)
  python bench/speed.py --quick --out /tmp/speed       # CPU smoke test, tiny sizes
 
 Imports only torch, numpy, speechbrain, hyperpyyaml and spgm_lobes.

@@ -11,6 +11,11 @@ trained with the plain path are interchangeable. The computation is the one of
   ``x + FFN(LN2(x))`` (post-norm is supported too);
 * a final ``LayerNorm``.
 
+The pre-norm ReLU layers (SPGM's) run as one pure-tensor function with the
+feed-forward bias and ReLU fused into the first GEMM (cuBLASLt epilogue), and
+``compiled=True`` puts whole blocks under ``torch.compile`` (residual adds,
+layer norms and dtype casts fused).
+
 Attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`
 (flash / memory-efficient kernels on the GPU, no attention-weight tensors), on
 ``in_proj_weight`` / ``out_proj`` of SpeechBrain's ``MultiheadAttention``.
