@@ -35,6 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--n_dev", type=int, help="dev mixtures (default: each utterance once)")
     parser.add_argument("--n_test", type=int, help="test mixtures (default: each utterance once)")
     parser.add_argument("--min_duration", type=float, default=3.0, help="shortest utterance used (s)")
+    parser.add_argument("--num_workers", type=int, default=0, help="worker processes (0: none)")
     parser.add_argument("--subtype", default="FLOAT", help="WAV subtype: FLOAT (exact sums) or PCM_16 (LibriMix's)")
     return parser.parse_args(argv)
 
@@ -57,6 +58,7 @@ def main(argv=None):
                 n_mixtures={k: v for k, v in counts.items() if v is not None},
                 wham_root=args.wham,
                 min_duration=args.min_duration,
+                num_workers=args.num_workers,
             ).values()
         )
     out = create_librimix(
@@ -68,6 +70,7 @@ def main(argv=None):
         mix_types=tuple(args.types),
         wham_root=args.wham,
         subtype=args.subtype,
+        num_workers=args.num_workers,
     )
     print(f"LibriMix written to {out}")
 

@@ -246,6 +246,48 @@ def _write_csv(path, columns, rows):
     os.replace(tmp, path)
 
 
+def _map(function, jobs, num_workers):
+    """``map`` in order, in ``num_workers`` processes (0: in this process)."""
+    if num_workers <= 0:
+        return map(function, jobs)
+    from concurrent.futures import ProcessPoolExecutor
+
+    executor = ProcessPoolExecutor(num_workers, initializer=torch.set_num_threads, initargs=(1,))
+    return _closing_map(executor, function, jobs)
+
+
+def _closing_map(executor, function, jobs):
+    with executor:
+        yield from executor.map(function, jobs, chunksize=4)
+
+
+def _metadata_row(job):
+    """Gains of one group of utterances (one metadata row and its info row)."""
+    corpus, group, wham_root, noise_path, seed = job
+    rng = np.random.default_rng(seed)
+    rates = {u.sample_rate for u in group}
+    if len(rates) != 1:
+        raise ValueError(f"Utterances {[u.path for u in group]} have different sample rates {rates}")
+    rate = rates.pop()
+    length = max(u.frames for u in group)
+    sources = [np.pad(read_audio(corpus / u.path)[0], (0, length - u.frames)) for u in group]
+    names = [str(corpus / u.path) for u in group]
+    noise = None
+    if noise_path is not None:
+        noise = read_noise(Path(wham_root) / noise_path, length, rate=rate)
+        names.append(str(Path(wham_root) / noise_path))
+    gains, _, _ = librimix_gains(sources, rate, rng, noise=noise, names=names)
+    row = {"mixture_ID": "_".join(u.utt_id for u in group)}
+    info = {"mixture_ID": row["mixture_ID"]}
+    for i, (utt, gain) in enumerate(zip(group, gains)):
+        row[f"source_{i + 1}_path"] = utt.path
+        row[f"source_{i + 1}_gain"] = repr(gain)
+        info[f"speaker_{i + 1}_ID"] = utt.speaker
+    if noise is not None:
+        row["noise_path"], row["noise_gain"] = noise_path, repr(gains[-1])
+    return row, info
+
+
 def generate_metadata(
     librispeech_root,
     out_dir,
@@ -256,6 +298,7 @@ def generate_metadata(
     n_mixtures=None,
     wham_root=None,
     min_duration=3.0,
+    num_workers=0,
 ):
     """Draw fresh LibriMix metadata for a LibriSpeech-layout folder.
 
@@ -281,6 +324,8 @@ def generate_metadata(
         WHAM!-layout noise folder (``tr``, ``cv``, ``tt``); adds ``noise_path``/``noise_gain``.
     min_duration : float
         Shortest utterance used, in seconds.
+    num_workers : int
+        Processes measuring loudness (0: this process); the result does not depend on it.
 
     Returns
     -------
@@ -299,29 +344,12 @@ def generate_metadata(
         split_utts = [u for u in utterances if u.speaker in speakers]
         groups = draw_combinations(split_utts, n_src, rng, n_mixtures.get(split))
         noises = list_noises(wham_root, split) if wham_root is not None else None
+        jobs = []
+        for index, group in enumerate(groups):
+            noise_path = noises[rng.integers(len(noises))] if noises is not None else None
+            jobs.append((corpus, group, wham_root, noise_path, [seed, split_index, index]))
         rows, info_rows = [], []
-        for group in tqdm(groups, desc=f"Metadata {split}"):
-            rates = {u.sample_rate for u in group}
-            if len(rates) != 1:
-                raise ValueError(f"Utterances {[u.path for u in group]} have different sample rates {rates}")
-            rate = rates.pop()
-            length = max(u.frames for u in group)
-            sources = [np.pad(read_audio(corpus / u.path)[0], (0, length - u.frames)) for u in group]
-            names = [str(corpus / u.path) for u in group]
-            noise = None
-            if noises is not None:
-                noise_path = noises[rng.integers(len(noises))]
-                noise = read_noise(Path(wham_root) / noise_path, length, rate=rate)
-                names.append(str(Path(wham_root) / noise_path))
-            gains, _, _ = librimix_gains(sources, rate, rng, noise=noise, names=names)
-            row = {"mixture_ID": "_".join(u.utt_id for u in group)}
-            info = {"mixture_ID": row["mixture_ID"]}
-            for i, (utt, gain) in enumerate(zip(group, gains)):
-                row[f"source_{i + 1}_path"] = utt.path
-                row[f"source_{i + 1}_gain"] = repr(gain)
-                info[f"speaker_{i + 1}_ID"] = utt.speaker
-            if noise is not None:
-                row["noise_path"], row["noise_gain"] = noise_path, repr(gains[-1])
+        for row, info in tqdm(_map(_metadata_row, jobs, num_workers), total=len(jobs), desc=f"Metadata {split}"):
             rows.append(row)
             info_rows.append(info)
         path = out_dir / f"libri{n_src}mix_{split}.csv"
@@ -392,9 +420,10 @@ def build_mixture(row, n_src, librispeech_root, sample_rate, modes, wham_root=No
             raise ValueError(f"Metadata of mixture {row['mixture_ID']} has no noise_path; cannot make mix_both")
         length = max(len(s) for s in sources)
         noise = read_noise(Path(wham_root) / row["noise_path"], length, rate=rate) * float(row["noise_gain"])
-    parts = [resample(s, rate, sample_rate) for s in sources]
+    # Gains are applied in float64 at the original rate, resampling runs in float32 (as torchaudio does fastest).
+    parts = [resample(s.astype(np.float32), rate, sample_rate) for s in sources]
     if noise is not None:
-        parts.append(resample(noise, rate, sample_rate))
+        parts.append(resample(noise.astype(np.float32), rate, sample_rate))
     out = {}
     for mode in modes:
         fitted = fit_length(parts[:n_src], mode)
@@ -418,6 +447,26 @@ def _write_wav(path, signal, sample_rate, subtype):
     os.replace(tmp, path)
 
 
+def _create_mixture_files(job):
+    """Writes the missing files of one mixture for every (rate, mode); returns their lengths."""
+    row, n_src, librispeech_root, wham_root, split_dirs, folders, subtype = job
+    mix_id = row["mixture_ID"]
+    lengths, todo = {}, []
+    for config, split_dir in split_dirs.items():
+        paths = [split_dir / folder / f"{mix_id}.wav" for folder in folders]
+        if all(p.is_file() for p in paths):
+            lengths[config] = audio_info(paths[0])[0]
+        else:
+            todo.append(config)
+    for rate in sorted({rate for rate, _ in todo}):
+        rate_modes = [mode for r, mode in todo if r == rate]
+        for mode, signals in build_mixture(row, n_src, librispeech_root, rate, rate_modes, wham_root).items():
+            for folder in folders:
+                _write_wav(split_dirs[rate, mode] / folder / f"{mix_id}.wav", signals[folder], rate, subtype)
+            lengths[rate, mode] = len(signals["s1"])
+    return lengths
+
+
 def create_librimix(
     metadata_files,
     librispeech_root,
@@ -427,6 +476,7 @@ def create_librimix(
     mix_types=("mix_clean",),
     wham_root=None,
     subtype="FLOAT",
+    num_workers=0,
 ):
     """Write LibriMix's layout from metadata files.
 
@@ -452,6 +502,8 @@ def create_librimix(
         WHAM!-layout noise folder the ``noise_path`` column is relative to.
     subtype : str
         soundfile subtype of the written WAV files.
+    num_workers : int
+        Processes writing mixtures (0: this process).
 
     Returns
     -------
@@ -481,22 +533,12 @@ def create_librimix(
             for folder in folders:
                 (split_dirs[rate, mode] / folder).mkdir(parents=True, exist_ok=True)
         lengths = {config: {} for config in configs}
-        for row in tqdm(rows, desc=f"Libri{n_src}Mix {split}"):
-            mix_id = row["mixture_ID"]
-            todo = []
-            for config in configs:
-                paths = [split_dirs[config] / folder / f"{mix_id}.wav" for folder in folders]
-                if all(p.is_file() for p in paths):
-                    lengths[config][mix_id] = audio_info(paths[0])[0]
-                else:
-                    todo.append(config)
-            for rate in sorted({rate for rate, _ in todo}):
-                rate_modes = [mode for r, mode in todo if r == rate]
-                built = build_mixture(row, n_src, librispeech_root, rate, rate_modes, wham_root if use_noise else None)
-                for mode, signals in built.items():
-                    for folder in folders:
-                        _write_wav(split_dirs[rate, mode] / folder / f"{mix_id}.wav", signals[folder], rate, subtype)
-                    lengths[rate, mode][mix_id] = len(signals["s1"])
+        noise_root = wham_root if use_noise else None
+        jobs = [(row, n_src, librispeech_root, noise_root, split_dirs, folders, subtype) for row in rows]
+        results = _map(_create_mixture_files, jobs, num_workers)
+        for row, row_lengths in tqdm(zip(rows, results), total=len(rows), desc=f"Libri{n_src}Mix {split}"):
+            for config, length in row_lengths.items():
+                lengths[config][row["mixture_ID"]] = length
         for rate, mode in configs:
             split_dir = split_dirs[rate, mode]
             for mix_type in mix_types:
@@ -595,7 +637,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
             sources = []
             for utt in utts:
                 signal, rate = self._crop(utt, rng)
-                sources.append(resample(signal.astype(np.float64), rate, self.sample_rate))
+                sources.append(resample(signal, rate, self.sample_rate).astype(np.float64))
             sources = fit_length(sources, "min")
             noise = None
             if self.noise_files:
