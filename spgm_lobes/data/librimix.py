@@ -14,7 +14,8 @@ Two stages, as in LibriMix:
        Libri2Mix/wav8k/min/metadata/mixture_<split>_<mix_type>.csv
 
 The loudness rules live in :mod:`spgm_lobes.dsp.loudness` and are shared with
-:class:`DynamicMixingDataset`, which draws fresh mixtures from speaker folders during training.
+:class:`LibriMixDynamicDataset`, which draws fresh mixtures from speaker folders during training,
+and :func:`prepare_librimix` lists a created corpus for the separation recipe.
 """
 
 import csv
@@ -29,6 +30,8 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
+from spgm_lobes.data.csv_dataset import write_csv
+from spgm_lobes.data.dynamic_mixing import EpochSeededDataset, read_mono, scan_speaker_folders
 from spgm_lobes.dsp.loudness import extend_noise, fit_length, librimix_gains
 
 SPLITS = ("train-360", "dev", "test")
@@ -311,7 +314,8 @@ def generate_metadata(
     librispeech_root : str or Path
         ``<root>/<split>/<speaker>/<chapter>/*.flac`` (all split folders are pooled).
     out_dir : str or Path
-        Where ``libri{n}mix_<split>.csv`` and ``libri{n}mix_<split>_info.csv`` are written.
+        Where ``libri{n}mix_<split>.csv``, ``libri{n}mix_<split>_info.csv`` (speakers of each
+        mixture) and ``speakers.csv`` (split of each speaker) are written.
     n_src : int
         Sources per mixture.
     seed : int
@@ -337,6 +341,11 @@ def generate_metadata(
     parts = split_speakers([u.speaker for u in utterances], n_dev_speakers, n_test_speakers, seed)
     n_mixtures = n_mixtures or {}
     out_dir = Path(out_dir)
+    _write_csv(
+        out_dir / "speakers.csv",
+        ["speaker", "split"],
+        [{"speaker": spk, "split": split} for split in SPLITS for spk in parts[split]],
+    )
     written = {}
     for split_index, split in enumerate(SPLITS):
         rng = np.random.default_rng([seed, split_index])
@@ -558,110 +567,114 @@ def create_librimix(
     return out_dir
 
 
-class DynamicMixingDataset(torch.utils.data.Dataset):
-    """Fresh LibriMix-style mixtures drawn from speaker folders at every epoch (dynamic mixing).
+class LibriMixDynamicDataset(EpochSeededDataset):
+    """LibriMix-style dynamic mixing: fresh mixtures from speaker folders at every epoch.
 
-    Item ``index`` of epoch ``e`` is drawn with a generator seeded by ``(seed, e, index)``, so the
-    mixtures do not depend on the number of dataloader workers. Each item picks ``n_src`` distinct
-    speakers, one utterance each, a random crop of ``segment_seconds``, resamples to
-    ``sample_rate``, applies LibriMix's loudness rules (and WHAM! noise when given), and returns
-    ``{"id", "mix_sig", "s1_sig", ..., ["noise_sig"]}`` as float tensors.
+    Each item takes ``num_spks`` distinct random speakers, one random utterance of each and a
+    random window of at most ``segment_samples`` (all cut to the shortest, LibriMix's ``min``
+    mode), resamples to ``sample_rate``, and applies LibriMix's loudness rules
+    (:func:`~spgm_lobes.dsp.loudness.librimix_gains`: sources at -33...-25 LUFS, WHAM! noise 5 LU
+    lower, clipping guard at 0.9). Items are seeded with ``(seed, epoch, index)``
+    (:class:`~spgm_lobes.data.dynamic_mixing.EpochSeededDataset`).
 
     Arguments
     ---------
-    utterances : list of Utterance
-        Training utterances (``path`` relative to ``corpus_root``).
-    corpus_root : str or Path
-        Folder the utterance paths are relative to.
-    n_src : int
+    speaker_folder : str
+        ``<root>/<speaker>/**/<utt>.flac`` folder, e.g. ``LibriSpeech/train-clean-360``.
+    num_spks : int
         Sources per mixture.
+    num_mixtures : int
+        Mixtures per epoch.
     sample_rate : int
         Output rate.
-    num_mixtures : int
-        Items per epoch.
-    segment_seconds : float, optional
-        Crop length (``None``: whole utterances, cut to the shortest).
-    noise_files : list of str, optional
-        Absolute noise paths (WHAM! ``tr``); adds noise to ``mix_sig`` and returns ``noise_sig``.
+    segment_samples : int, optional
+        Longest mixture (at ``sample_rate``); ``None`` keeps whole utterances.
+    noise_folder : str, optional
+        WHAM! noise folder (``wham_noise/tr``); adds noise to ``mix_sig`` and returns ``noise_sig``.
     seed : int
-        Base seed.
+        Seed of the mixture draws.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = write_toy_librispeech(tempfile.mkdtemp(), n_speakers=3, n_utterances=1, seconds=(0.6, 0.6))
+    >>> ds = LibriMixDynamicDataset(root / "train-clean-100", num_spks=2, num_mixtures=2, sample_rate=8000)
+    >>> item = ds[0]
+    >>> item["mix_sig"].shape, bool(torch.equal(item["mix_sig"], item["s1_sig"] + item["s2_sig"]))
+    (torch.Size([4800]), True)
     """
+
+    max_attempts = 10
 
     def __init__(
         self,
-        utterances,
-        corpus_root,
-        n_src,
-        sample_rate,
+        speaker_folder,
+        num_spks,
         num_mixtures,
-        segment_seconds=None,
-        noise_files=None,
-        seed=0,
+        sample_rate=8000,
+        segment_samples=None,
+        noise_folder=None,
+        seed=1234,
     ):
-        self.corpus_root = Path(corpus_root)
-        self.by_speaker = {}
-        for utt in utterances:
-            self.by_speaker.setdefault(utt.speaker, []).append(utt)
-        self.speakers = sorted(self.by_speaker)
-        if len(self.speakers) < n_src:
-            raise ValueError(f"Dynamic mixing needs at least {n_src} speakers, found {len(self.speakers)}")
-        self.n_src = n_src
-        self.sample_rate = sample_rate
-        self.num_mixtures = num_mixtures
-        self.segment_seconds = segment_seconds
-        self.noise_files = list(noise_files) if noise_files else None
-        self.seed = seed
-        self.epoch = 0
+        super().__init__(num_mixtures, seed)
+        self.speakers = scan_speaker_folders(speaker_folder)
+        self.speaker_ids = sorted(self.speakers)
+        if len(self.speaker_ids) < num_spks:
+            raise ValueError(
+                f"Dynamic mixing needs at least {num_spks} speakers with audio in {speaker_folder!r}; "
+                f"found {len(self.speaker_ids)}."
+            )
+        self.num_spks = int(num_spks)
+        self.sample_rate = int(sample_rate)
+        self.segment_samples = int(segment_samples) if segment_samples else None
+        self.noise_files = None
+        if noise_folder is not None:
+            self.noise_files = sorted(str(p) for p in Path(noise_folder).glob("*.wav"))
+            if not self.noise_files:
+                raise FileNotFoundError(f"No WHAM! noise *.wav files in {noise_folder}")
 
-    def set_epoch(self, epoch):
-        """Select the mixtures of ``epoch`` (called by the Brain at the start of each training epoch)."""
-        self.epoch = int(epoch)
+    def _window(self, path, length, rng):
+        """A random window of ``length`` output samples (whole file when shorter), resampled."""
+        frames, rate = audio_info(path)
+        native = frames if length is None else min(frames, int(np.ceil(length * rate / self.sample_rate)))
+        start = int(rng.integers(0, frames - native + 1))
+        return read_mono(path, self.sample_rate, start=start, frames=native).numpy().astype(np.float64)
 
-    def __len__(self):
-        return self.num_mixtures
-
-    def _crop(self, utt, rng):
-        if self.segment_seconds is None:
-            return read_audio(self.corpus_root / utt.path)
-        seg = int(round(self.segment_seconds * utt.sample_rate))
-        start = int(rng.integers(0, utt.frames - seg + 1)) if utt.frames > seg else 0
-        return read_audio(self.corpus_root / utt.path, start=start, stop=start + seg)
+    def _draw(self, rng):
+        chosen = rng.choice(len(self.speaker_ids), size=self.num_spks, replace=False)
+        files = []
+        for s in chosen:
+            utts = self.speakers[self.speaker_ids[s]]
+            files.append(utts[rng.integers(len(utts))])
+        sources = fit_length([self._window(f, self.segment_samples, rng) for f in files], "min")
+        length = len(sources[0])
+        noise = None
+        if self.noise_files is not None:
+            path = self.noise_files[rng.integers(len(self.noise_files))]
+            noise = extend_noise(self._window(path, length, rng), length, crossfade=self.sample_rate)
+        gains, _, _ = librimix_gains(sources, self.sample_rate, rng, noise=noise, names=files)
+        return files, sources, noise, gains
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        for _ in range(10):
-            chosen = rng.choice(len(self.speakers), size=self.n_src, replace=False)
-            utts = [
-                self.by_speaker[self.speakers[i]][rng.integers(len(self.by_speaker[self.speakers[i]]))] for i in chosen
-            ]
-            sources = []
-            for utt in utts:
-                signal, rate = self._crop(utt, rng)
-                sources.append(resample(signal, rate, self.sample_rate).astype(np.float64))
-            sources = fit_length(sources, "min")
-            noise = None
-            if self.noise_files:
-                noise_path = self.noise_files[rng.integers(len(self.noise_files))]
-                noise = read_noise(noise_path, len(sources[0]), rate=self.sample_rate)
+        rng = self.rng(index)
+        for _ in range(self.max_attempts):
             try:
-                gains, _, _ = librimix_gains(sources, self.sample_rate, rng, noise=noise)
-            except ValueError:
-                continue  # silent or too-short crop: draw again
-            break
+                files, sources, noise, gains = self._draw(rng)
+                break
+            except ValueError:  # silent or too short window: draw again (deterministically)
+                continue
         else:
-            raise RuntimeError(f"Could not draw a non-silent mixture for item {index} after 10 attempts")
-        item = {"id": f"dm{self.epoch}_{index}_" + "_".join(u.utt_id for u in utts)}
-        scaled = [(s * g).astype(np.float32) for s, g in zip(sources, gains)]
-        mix = scaled[0].copy()
-        for i, s in enumerate(scaled):
-            if i:
-                mix = mix + s
-            item[f"s{i + 1}_sig"] = torch.from_numpy(s)
+            raise RuntimeError(f"Could not draw a usable mixture for item {index} in {self.max_attempts} attempts")
+        scaled = [torch.from_numpy((s * g).astype(np.float32)) for s, g in zip(sources, gains)]
+        mix = scaled[0].clone()
+        for s in scaled[1:]:
+            mix = mix + s
+        item = {"id": f"dm_e{self.epoch}_{index}"}
+        item.update({f"s{i + 1}_sig": s for i, s in enumerate(scaled)})
         if noise is not None:
-            noise_scaled = (noise * gains[-1]).astype(np.float32)
-            mix = mix + noise_scaled
-            item["noise_sig"] = torch.from_numpy(noise_scaled)
-        item["mix_sig"] = torch.from_numpy(mix)
+            item["noise_sig"] = torch.from_numpy((noise * gains[-1]).astype(np.float32))
+            mix = mix + item["noise_sig"]
+        item["mix_sig"] = mix
         return item
 
 
@@ -696,3 +709,69 @@ def write_toy_librispeech(root, n_speakers=6, n_utterances=3, seconds=(1.0, 2.0)
             signal = rng.uniform(0.05, 0.3) * envelope * voiced / 2 + 0.003 * rng.standard_normal(n)
             sf.write(str(folder / f"{speaker}-{chapter}-{utt:04d}.flac"), signal, sample_rate, subtype="PCM_16")
     return root
+
+
+def librimix_folder(data_folder, sample_rate=8000, mode="min"):
+    """The ``wav8k/min``-style folder of a ``Libri{n}Mix`` corpus."""
+    return os.path.join(data_folder, f"wav{int(sample_rate) // 1000}k", mode)
+
+
+def prepare_librimix(
+    data_folder,
+    save_folder,
+    num_spks=2,
+    sample_rate=8000,
+    mode="min",
+    splits=SPLITS,
+    use_wham_noise=False,
+    skip_prep=False,
+):
+    """Lists a ``Libri{n}Mix`` corpus in CSVs for :func:`~spgm_lobes.data.csv_dataset.separation_dataset`.
+
+    Reads ``<data_folder>/wav8k/min/<split>/{mix_clean|mix_both,s1,s2[,s3],noise}/`` and writes
+    ``libri{n}mix_<split>.csv`` (columns ``ID, duration, mix_wav, s1_wav, ...[, noise_wav]``) into
+    ``save_folder``. With ``use_wham_noise`` the mixtures are ``mix_both`` and ``noise_wav`` is listed
+    (the Brain adds the noise back after speed perturbation). CSVs already present are kept.
+
+    Returns the dict ``{split: csv_path}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> prepare_librimix(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: LibriMix folders missing under .../wav8k/min: train-360/mix_clean, ...
+    """
+    os.makedirs(save_folder, exist_ok=True)
+    csvs = {split: os.path.join(save_folder, f"libri{num_spks}mix_{split}.csv") for split in splits}
+    if skip_prep or all(os.path.isfile(p) for p in csvs.values()):
+        return csvs
+    root = librimix_folder(data_folder, sample_rate, mode)
+    mix_dir = "mix_both" if use_wham_noise else "mix_clean"
+    parts = [mix_dir] + [f"s{i + 1}" for i in range(num_spks)] + (["noise"] if use_wham_noise else [])
+    missing = [f"{split}/{part}" for split in splits for part in parts if not os.path.isdir(os.path.join(root, split, part))]
+    if missing:
+        raise FileNotFoundError(f"LibriMix folders missing under {root}: {', '.join(missing)}")
+    for split, csv_path in csvs.items():
+        names = {part: {f for f in os.listdir(os.path.join(root, split, part)) if f.endswith(".wav")} for part in parts}
+        unmatched = sorted(
+            os.path.join(root, split, part, name)
+            for part in parts
+            for name in set().union(*names.values()) - names[part]
+        )
+        if unmatched:
+            more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+            raise ValueError(f"Unmatched LibriMix files, missing: {', '.join(unmatched[:5])}{more}")
+        if not names[mix_dir]:
+            raise FileNotFoundError(f"No .wav files in {os.path.join(root, split, mix_dir)}")
+        rows = []
+        for name in tqdm(sorted(names[mix_dir]), desc=f"LibriMix {split}", disable=len(names[mix_dir]) < 200):
+            mix_path = os.path.join(root, split, mix_dir, name)
+            frames, rate = audio_info(mix_path)
+            row = {"ID": os.path.splitext(name)[0], "duration": frames / rate, "mix_wav": mix_path}
+            for part in parts[1:]:
+                row[f"{part}_wav"] = os.path.join(root, split, part, name)
+            rows.append(row)
+        write_csv(csv_path, rows)
+    return csvs
