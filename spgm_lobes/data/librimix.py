@@ -652,6 +652,7 @@ class LibriMixDynamicDataset(EpochSeededDataset):
         if self.noise_files is not None:
             path = self.noise_files[rng.integers(len(self.noise_files))]
             noise = extend_noise(self._window(path, length, rng), length, crossfade=self.sample_rate)
+            files.append(path)
         gains, _, _ = librimix_gains(sources, self.sample_rate, rng, noise=noise, names=files)
         return files, sources, noise, gains
 
@@ -750,7 +751,9 @@ def prepare_librimix(
     root = librimix_folder(data_folder, sample_rate, mode)
     mix_dir = "mix_both" if use_wham_noise else "mix_clean"
     parts = [mix_dir] + [f"s{i + 1}" for i in range(num_spks)] + (["noise"] if use_wham_noise else [])
-    missing = [f"{split}/{part}" for split in splits for part in parts if not os.path.isdir(os.path.join(root, split, part))]
+    missing = [
+        f"{split}/{part}" for split in splits for part in parts if not os.path.isdir(os.path.join(root, split, part))
+    ]
     if missing:
         raise FileNotFoundError(f"LibriMix folders missing under {root}: {', '.join(missing)}")
     for split, csv_path in csvs.items():

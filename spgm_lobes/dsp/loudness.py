@@ -143,6 +143,8 @@ def librimix_gains(sources, sample_rate, rng, noise=None, names=None):
     """
     parts = list(sources) + ([noise] if noise is not None else [])
     names = names or [f"source {i + 1}" for i in range(len(sources))] + (["noise"] if noise is not None else [])
+    if len(names) != len(parts):
+        raise ValueError(f"Got {len(names)} names for {len(parts)} parts (sources, then noise)")
     lengths = {len(p) for p in parts}
     if len(lengths) != 1:
         raise ValueError(f"All parts must have the same length to draw gains, got lengths {sorted(lengths)}")

@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import (
-    DynamicMixingDataset,
+    LibriMixDynamicDataset,
     create_librimix,
     generate_metadata,
+    prepare_librimix,
     read_metadata,
     scan_librispeech,
     write_toy_librispeech,
@@ -117,19 +118,39 @@ def test_unreadable_audio_is_reported_by_path(toy_corpus, tmp_path):
         scan_librispeech(toy_corpus)
 
 
-def test_dynamic_mixing_is_deterministic_per_epoch(toy_corpus):
-    utts = scan_librispeech(toy_corpus, min_duration=0.5)
-    ds = DynamicMixingDataset(utts, toy_corpus, n_src=2, sample_rate=8000, num_mixtures=4, segment_seconds=0.6, seed=1)
-    a = ds[2]
-    again = ds[2]
+def test_dynamic_mixing_is_deterministic_per_epoch(toy_corpus, tmp_path):
+    wham = _toy_wham(tmp_path / "wham", rate=8000)
+    ds = LibriMixDynamicDataset(
+        toy_corpus / "train-clean-100",
+        2,
+        num_mixtures=4,
+        sample_rate=8000,
+        segment_samples=4800,
+        noise_folder=wham / "tr",
+    )
+    a, again = ds[2], ds[2]
     ds.set_epoch(1)
     b = ds[2]
     np.testing.assert_array_equal(a["mix_sig"].numpy(), again["mix_sig"].numpy())
-    assert a["id"] != b["id"] or not np.array_equal(a["mix_sig"].numpy(), b["mix_sig"].numpy())
+    assert not np.array_equal(a["mix_sig"].numpy(), b["mix_sig"].numpy())
+    assert sorted(a) == ["id", "mix_sig", "noise_sig", "s1_sig", "s2_sig"]
     assert a["mix_sig"].shape == (4800,)
-    np.testing.assert_array_equal(a["mix_sig"].numpy(), (a["s1_sig"] + a["s2_sig"]).numpy())
+    np.testing.assert_array_equal(a["mix_sig"].numpy(), (a["s1_sig"] + a["s2_sig"] + a["noise_sig"]).numpy())
     for key in ("s1_sig", "s2_sig"):
         assert MIN_LOUDNESS - 0.05 <= measure_loudness(a[key].numpy().astype(np.float64), 8000) <= MAX_LOUDNESS + 0.05
+    assert measure_loudness(a["noise_sig"].numpy().astype(np.float64), 8000) <= MAX_LOUDNESS - 5 + 0.05
+
+
+def test_prepare_librimix_csvs(toy_corpus, tmp_path):
+    wham = _toy_wham(tmp_path / "wham")
+    _, root = _make(toy_corpus, tmp_path / "out", wham=wham, mix_types=("mix_clean", "mix_both"))
+    csvs = prepare_librimix(root, tmp_path / "save", use_wham_noise=True)
+    rows = _rows(csvs["dev"])
+    assert list(rows[0]) == ["ID", "duration", "mix_wav", "s1_wav", "s2_wav", "noise_wav"]
+    assert all("/mix_both/" in r["mix_wav"] for r in rows)
+    (root / "wav8k" / "min" / "test" / "s2" / f"{_rows(csvs['test'])[0]['ID']}.wav").unlink()
+    with pytest.raises(ValueError, match="s2"):
+        prepare_librimix(root, tmp_path / "save2")
 
 
 def test_on_real_speech(librispeech_mini, tmp_path):
