@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from spgm_lobes.data.csv_dataset import write_csv
 from spgm_lobes.data.dynamic_mixing import EpochSeededDataset, read_mono, scan_speaker_folders
-from spgm_lobes.dsp.loudness import extend_noise, fit_length, librimix_gains
+from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
 
 SPLITS = ("train-360", "dev", "test")
 NOISE_FOLDERS = {"train-360": "tr", "train-100": "tr", "dev": "cv", "test": "tt"}
@@ -627,6 +627,11 @@ class LibriMixDynamicDataset(EpochSeededDataset):
         self.num_spks = int(num_spks)
         self.sample_rate = int(sample_rate)
         self.segment_samples = int(segment_samples) if segment_samples else None
+        if self.segment_samples is not None and self.segment_samples < LOUDNESS_BLOCK_SECONDS * self.sample_rate:
+            raise ValueError(
+                f"segment_samples={self.segment_samples} is shorter than the {LOUDNESS_BLOCK_SECONDS} s that "
+                f"loudness measurement needs at {self.sample_rate} Hz"
+            )
         self.noise_files = None
         if noise_folder is not None:
             self.noise_files = sorted(str(p) for p in Path(noise_folder).glob("*.wav"))
@@ -662,10 +667,12 @@ class LibriMixDynamicDataset(EpochSeededDataset):
             try:
                 files, sources, noise, gains = self._draw(rng)
                 break
-            except ValueError:  # silent or too short window: draw again (deterministically)
-                continue
+            except ValueError as err:  # silent or too short window: draw again (deterministically)
+                error = err
         else:
-            raise RuntimeError(f"Could not draw a usable mixture for item {index} in {self.max_attempts} attempts")
+            raise RuntimeError(
+                f"Could not draw a usable mixture for item {index} in {self.max_attempts} attempts; last error: {error}"
+            )
         scaled = [torch.from_numpy((s * g).astype(np.float32)) for s, g in zip(sources, gains)]
         mix = scaled[0].clone()
         for s in scaled[1:]:
