@@ -50,11 +50,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--librispeech", help="LibriSpeech-layout folder (e.g. ../shared/data/librispeech-mini)")
     parser.add_argument("--out", required=True, help="results folder")
-    parser.add_argument("--minutes", type=float, help="training time budget (default 6, --quick 0.1)")
+    parser.add_argument("--minutes", type=float, help="training time budget in minutes (default 5, --quick 0.1)")
     parser.add_argument("--hparams", default="spgm-ap-s", help="recipe hparams file (recipes/LibriMix/separation)")
     parser.add_argument("--n_train", type=int, help="training mixtures (default 2000, --quick 8)")
     parser.add_argument("--n_dev", type=int, help="validation mixtures (default 100, --quick 2)")
-    parser.add_argument("--n_test", type=int, help="test mixtures (default 300, --quick 4)")
+    parser.add_argument("--n_test", type=int, help="test mixtures (default 200, --quick 4)")
     parser.add_argument("--n_dev_speakers", type=int, default=20)
     parser.add_argument("--n_test_speakers", type=int, default=20)
     parser.add_argument("--dynamic_mixing", action="store_true", help="train on fresh mixtures of the train speakers")
@@ -72,10 +72,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
-        "minutes": 0.1 if quick else 6.0,
+        "minutes": 0.1 if quick else 5.0,
         "n_train": 8 if quick else 2000,
         "n_dev": 2 if quick else 100,
-        "n_test": 4 if quick else 300,
+        "n_test": 4 if quick else 200,
         "batch_size": 2 if quick else 4,
         "num_workers": 0 if quick else min(8, os.cpu_count() or 1),
     }
@@ -108,8 +108,8 @@ def build_corpus(args, data_dir):
         data_dir / "Libri2Mix" / "metadata",
         n_src=2,
         seed=args.seed,
-        n_dev_speakers=min(args.n_dev_speakers, 3) if args.quick else args.n_dev_speakers,
-        n_test_speakers=min(args.n_test_speakers, 3) if args.quick else args.n_test_speakers,
+        n_dev_speakers=min(args.n_dev_speakers, 4) if args.quick else args.n_dev_speakers,
+        n_test_speakers=min(args.n_test_speakers, 4) if args.quick else args.n_test_speakers,
         n_mixtures={"train-360": args.n_train, "dev": args.n_dev, "test": args.n_test},
         min_duration=min_duration,
         num_workers=workers,
@@ -122,7 +122,8 @@ def recipe_command(args, libri2mix, train_dir, device, precision, corpus):
     hparams = RECIPE / "hparams" / f"{Path(args.hparams).stem}.yaml"
     if not hparams.is_file():
         raise FileNotFoundError(f"No recipe hparams {hparams}")
-    counter = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter {{limit: 10000, minutes: {args.minutes}}}"
+    # Positional arguments (a YAML sequence) replace the recipe's EpochCounter node as a whole.
+    counter = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [10000, {args.minutes}]"
     cmd = [
         sys.executable,
         str(RECIPE / "train.py"),

@@ -4,7 +4,10 @@ Benchmarks and smoke runs use it in place of SpeechBrain's ``EpochCounter`` (sam
 format, so it can be swapped in from the command line)::
 
     python train.py hparams/spgm.yaml ... \\
-        --epoch_counter "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter {limit: 1000, minutes: 6}"
+        --epoch_counter "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [1000, 6]"
+
+(positional arguments: a mapping would be merged into the recipe's ``EpochCounter`` node and keep
+its class, a sequence replaces the node).
 
 Training stops at an epoch boundary, before an epoch that would probably not finish within the
 budget (elapsed time plus the longest epoch so far, validation included), so the last epoch is

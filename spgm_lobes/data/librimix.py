@@ -192,7 +192,10 @@ def draw_combinations(utterances, n_src, rng, n_mixtures=None):
     while len(groups) < n_mixtures:
         attempts += 1
         if attempts > 100 * n_mixtures + 1000:
-            raise ValueError(f"Could not draw {n_mixtures} distinct mixtures from {len(utterances)} utterances")
+            raise ValueError(
+                f"Could not draw {n_mixtures} distinct mixtures from {len(utterances)} utterances of "
+                f"{len(speakers)} speakers; ask for fewer mixtures or give more speakers"
+            )
         chosen = rng.choice(len(speakers), size=n_src, replace=False)
         group = tuple(by_speaker[speakers[i]][rng.integers(len(by_speaker[speakers[i]]))] for i in chosen)
         key = frozenset(u.utt_id for u in group)
