@@ -354,6 +354,11 @@ def generate_metadata(
         rng = np.random.default_rng([seed, split_index])
         speakers = set(parts[split])
         split_utts = [u for u in utterances if u.speaker in speakers]
+        if len(speakers) < n_src:
+            raise ValueError(
+                f"Split {split} has {len(speakers)} speakers, fewer than the {n_src} sources of a mixture "
+                f"({len(parts['train-360'])} train / {n_dev_speakers} dev / {n_test_speakers} test speakers)"
+            )
         groups = draw_combinations(split_utts, n_src, rng, n_mixtures.get(split))
         noises = list_noises(wham_root, split) if wham_root is not None else None
         jobs = []

@@ -174,3 +174,43 @@ def test_on_real_speech(librispeech_mini, tmp_path):
         for s in (s1, s2):
             assert MIN_LOUDNESS - 1.5 <= measure_loudness(s.astype(np.float64), 8000) <= MAX_LOUDNESS + 1.5
     shutil.rmtree(tmp_path / "out")
+
+
+def test_three_sources_16k_max(toy_corpus, tmp_path):
+    with pytest.raises(ValueError, match="Split train-360 has 1 speakers"):
+        generate_metadata(toy_corpus, tmp_path / "md", n_src=3, n_dev_speakers=3, n_test_speakers=3, min_duration=0.5)
+    corpus = write_toy_librispeech(tmp_path / "LS9", n_speakers=9, n_utterances=2, seconds=(0.8, 1.2))
+    md = generate_metadata(corpus, tmp_path / "md", n_src=3, n_dev_speakers=3, n_test_speakers=3, min_duration=0.5)
+    toy_corpus = corpus
+    root = create_librimix([md["test"]], corpus, tmp_path, sample_rates=(16000, 8000), modes=("max", "min"))
+    assert root.name == "Libri3Mix"
+    rows, n_src, _ = read_metadata(md["test"])
+    assert n_src == 3 and len(rows) == 2  # 3 test speakers x 2 utterances, each used once
+    for row in rows:
+        originals = [sf.info(str(toy_corpus / row[f"source_{i}_path"])).frames for i in (1, 2, 3)]
+        for rate, mode, expected in ((16000, "max", max(originals)), (8000, "min", -(-min(originals) // 2))):
+            split_dir = root / f"wav{rate // 1000}k" / mode / "test"
+            srcs = [
+                sf.read(str(split_dir / f"s{i}" / f"{row['mixture_ID']}.wav"), dtype="float32")[0] for i in (1, 2, 3)
+            ]
+            mix = sf.read(str(split_dir / "mix_clean" / f"{row['mixture_ID']}.wav"), dtype="float32")[0]
+            assert len(mix) == expected
+            np.testing.assert_array_equal(mix, srcs[0] + srcs[1] + srcs[2])
+
+
+def test_published_metadata_names_and_missing_noise(toy_corpus, tmp_path):
+    # LibriMix's published files are named libri2mix_<split>-clean.csv and always carry noise columns.
+    md = generate_metadata(toy_corpus, tmp_path / "md", n_dev_speakers=2, n_test_speakers=2, min_duration=0.5)
+    published = tmp_path / "published" / "libri2mix_test-clean.csv"
+    published.parent.mkdir()
+    rows = _rows(md["test"])
+    with open(published, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["noise_path", "noise_gain"])
+        writer.writeheader()
+        writer.writerows({**r, "noise_path": "tt/missing.wav", "noise_gain": "1.0"} for r in rows)
+    root = create_librimix([published], toy_corpus, tmp_path / "out")  # mix_clean needs no noise
+    assert sorted(p.name for p in (root / "wav8k" / "min" / "test").iterdir()) == ["mix_clean", "s1", "s2"]
+    with pytest.raises(RuntimeError, match="missing.wav"):
+        create_librimix([published], toy_corpus, tmp_path / "out2", mix_types=("mix_both",), wham_root=tmp_path)
+    with pytest.raises(ValueError, match="needs a WHAM"):
+        create_librimix([published], toy_corpus, tmp_path / "out3", mix_types=("mix_both",))
