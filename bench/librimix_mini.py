@@ -17,8 +17,11 @@ CPU smoke run (tiny model, a few mixtures, under a minute; a synthetic corpus wh
 
     python bench/librimix_mini.py --quick --out /tmp/librimix_quick [--librispeech ../shared/data/librispeech-mini]
 
-Nothing is downloaded. The created audio (``<out>/data``) and the checkpoints are deleted at the end
-unless ``--keep_data`` / ``--keep_checkpoints`` are given, so ``<out>`` stays small.
+Nothing is downloaded. Bulky files live in ``--work_dir`` (default: ``librimix_mini`` in the system
+temporary folder): the created audio (``data/``) and the checkpoints (``save/``), deleted at the end unless
+``--keep_data`` / ``--keep_checkpoints`` (and replaced by the next run). ``<out>`` only gets small
+files: ``results.md``, ``results.json``, ``metadata/`` (the corpus metadata) and ``train/`` (logs and
+``test_results.csv``).
 """
 
 import argparse
@@ -28,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,9 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--precision", help="fp32 | bf16 | fp16 (default bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--num_workers", type=int, help="data workers (default min(8, CPUs), --quick 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus (speakers, pairs, loudness)")
-    parser.add_argument("--data_dir", help="where the corpus is created (default <out>/data)")
+    parser.add_argument("--work_dir", help="corpus and checkpoints (default <tmp>/librimix_mini)")
     parser.add_argument("--keep_data", action="store_true", help="keep the created audio")
-    parser.add_argument("--keep_checkpoints", action="store_true", help="keep <out>/train/save")
+    parser.add_argument("--keep_checkpoints", action="store_true", help="keep <work_dir>/save")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny model, tiny data")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further recipe overrides")
     args = parser.parse_args(argv)
@@ -118,7 +122,7 @@ def build_corpus(args, data_dir):
     return root, corpus
 
 
-def recipe_command(args, libri2mix, train_dir, device, precision, corpus):
+def recipe_command(args, libri2mix, train_dir, save_dir, device, precision, corpus):
     hparams = RECIPE / "hparams" / f"{Path(args.hparams).stem}.yaml"
     if not hparams.is_file():
         raise FileNotFoundError(f"No recipe hparams {hparams}")
@@ -130,6 +134,7 @@ def recipe_command(args, libri2mix, train_dir, device, precision, corpus):
         str(hparams),
         "--data_folder", str(libri2mix),
         "--output_folder", str(train_dir),
+        "--save_folder", str(save_dir),
         "--epoch_counter", counter,
         "--batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),
@@ -182,8 +187,10 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(args.data_dir).resolve() if args.data_dir else out / "data"
-    train_dir = out / "train"
+    work = Path(args.work_dir or Path(tempfile.gettempdir()) / "librimix_mini").resolve()
+    data_dir, save_dir, train_dir = work / "data", work / "save", out / "train"
+    for folder in (data_dir, save_dir):  # a new run: no corpus or checkpoint of an earlier one
+        shutil.rmtree(folder, ignore_errors=True)
     device, precision = pick_device(args)
     times = {}
 
@@ -192,7 +199,8 @@ def main(argv=None):
     times["data_min"] = (time.monotonic() - start) / 60
     print(f"Corpus: {libri2mix} ({times['data_min']:.2f} min)", flush=True)
 
-    cmd = recipe_command(args, libri2mix, train_dir, device, precision, corpus)
+    shutil.copytree(libri2mix / "metadata", out / "metadata", dirs_exist_ok=True)
+    cmd = recipe_command(args, libri2mix, train_dir, save_dir, device, precision, corpus)
     print("Recipe:", " ".join(f"'{c}'" if " " in c else c for c in cmd), flush=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     start = time.monotonic()
@@ -227,7 +235,7 @@ def main(argv=None):
         for folder in (data_dir / "Libri2Mix" / "wav8k", data_dir / "toy_librispeech"):
             shutil.rmtree(folder, ignore_errors=True)
     if not args.keep_checkpoints:
-        shutil.rmtree(train_dir / "save", ignore_errors=True)
+        shutil.rmtree(save_dir, ignore_errors=True)
     return result
 
 

@@ -484,6 +484,25 @@ def _create_mixture_files(job):
     return lengths
 
 
+def _claim_output(split_dir, metadata_file):
+    """Keeps a copy of the generation metadata next to the output (``metadata/libri{n}mix_<split>.csv``).
+
+    Finished files are reused on a re-run, which is only right for the same metadata: an output
+    folder made from other metadata (another seed, other files) is an error, never mixed in.
+    """
+    copy = split_dir.parent / "metadata" / Path(metadata_file).name
+    text = Path(metadata_file).read_text()
+    if copy.is_file():
+        if copy.read_text() != text:
+            raise ValueError(
+                f"{split_dir} was created from other metadata ({copy} differs from {metadata_file}); "
+                "write to another output folder or delete it first"
+            )
+        return
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text)
+
+
 def create_librimix(
     metadata_files,
     librispeech_root,
@@ -547,6 +566,7 @@ def create_librimix(
         split_dirs = {}
         for rate, mode in configs:
             split_dirs[rate, mode] = out_dir / f"wav{rate // 1000}k" / mode / split
+            _claim_output(split_dirs[rate, mode], metadata_file)
             for folder in folders:
                 (split_dirs[rate, mode] / folder).mkdir(parents=True, exist_ok=True)
         lengths = {config: {} for config in configs}

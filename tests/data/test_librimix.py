@@ -109,6 +109,10 @@ def test_determinism_and_resume(toy_corpus, tmp_path):
     removed.unlink()
     create_librimix(list(md_a.values()), toy_corpus, tmp_path / "a")
     assert first.stat().st_mtime_ns == mtime and removed.is_file()
+    # Other metadata (another seed) into the same folder is refused, nothing is overwritten.
+    with pytest.raises(ValueError, match="created from other metadata"):
+        create_librimix([md_c["train-360"]], toy_corpus, tmp_path / "a")
+    assert first.stat().st_mtime_ns == mtime
 
 
 def test_unreadable_audio_is_reported_by_path(toy_corpus, tmp_path):
