@@ -60,7 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--n_dev", type=int, help="validation mixtures (default 100, --quick 2)")
     parser.add_argument("--n_test", type=int, help="test mixtures (default 200, --quick 4)")
     parser.add_argument("--n_dev_speakers", type=int, default=20)
-    parser.add_argument("--n_test_speakers", type=int, default=20)
+    parser.add_argument("--n_test_speakers", type=int, default=25)
     parser.add_argument("--dynamic_mixing", action="store_true", help="train on fresh mixtures of the train speakers")
     parser.add_argument("--batch_size", type=int, help="default 4 (--quick 2)")
     parser.add_argument("--lr", type=float, help="learning rate (recipe default 1.5e-4)")

@@ -437,7 +437,7 @@ def build_mixture(row, n_src, librispeech_root, sample_rate, modes, wham_root=No
             raise ValueError(f"Metadata of mixture {row['mixture_ID']} has no noise_path; cannot make mix_both")
         length = max(len(s) for s in sources)
         noise = read_noise(Path(wham_root) / row["noise_path"], length, rate=rate) * float(row["noise_gain"])
-    # Gains are applied in float64 at the original rate, resampling runs in float32 (as torchaudio does fastest).
+    # Gains are applied in float64 at the original rate; resampling runs in float32 (several times faster).
     parts = [resample(s.astype(np.float32), rate, sample_rate) for s in sources]
     if noise is not None:
         parts.append(resample(noise.astype(np.float32), rate, sample_rate))
@@ -450,7 +450,7 @@ def build_mixture(row, n_src, librispeech_root, sample_rate, modes, wham_root=No
             mix = mix + signals[f"s{i + 1}"]
         signals["mix_clean"] = mix
         if noise is not None:
-            noise_fit = fit_length([parts[-1], fitted[0]], "min")[0] if mode == "min" else parts[-1]
+            noise_fit = parts[-1][: len(mix)]
             noise_fit = np.pad(noise_fit, (0, len(mix) - len(noise_fit))).astype(np.float32)
             signals["noise"] = noise_fit
             signals["mix_both"] = mix + noise_fit
@@ -459,8 +459,9 @@ def build_mixture(row, n_src, librispeech_root, sample_rate, modes, wham_root=No
 
 
 def _write_wav(path, signal, sample_rate, subtype):
-    tmp = path.with_name(path.stem + ".partial.wav")
-    sf.write(str(tmp), signal, sample_rate, subtype=subtype)
+    """Write through a temporary name, so an interrupted run never leaves a truncated ``.wav``."""
+    tmp = path.with_name(path.name + ".partial")
+    sf.write(str(tmp), signal, sample_rate, subtype=subtype, format="WAV")
     os.replace(tmp, path)
 
 
