@@ -104,7 +104,7 @@ def build_corpus(args, data_dir):
     if args.librispeech:
         corpus = find_corpus_root(args.librispeech)
     else:
-        corpus = write_toy_librispeech(data_dir / "toy_librispeech", n_speakers=10, n_utterances=2, seconds=(1.5, 2.5))
+        corpus = write_toy_librispeech(data_dir / "toy_librispeech", n_speakers=12, n_utterances=3, seconds=(1.5, 2.5))
     min_duration = 1.0 if args.quick else 3.0
     workers = args.num_workers
     metadata = generate_metadata(
