@@ -18,7 +18,9 @@ The loudness rules live in :mod:`spgm_lobes.dsp.loudness` and are shared with
 and :func:`prepare_librimix` lists a created corpus for the separation recipe.
 """
 
+import contextlib
 import csv
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -252,19 +254,19 @@ def _write_csv(path, columns, rows):
     os.replace(tmp, path)
 
 
-def _map(function, jobs, num_workers):
-    """``map`` in order, in ``num_workers`` processes (0: in this process)."""
+@contextlib.contextmanager
+def _worker_map(num_workers):
+    """An ordered ``map`` running in ``num_workers`` processes (0: in this process)."""
     if num_workers <= 0:
-        return map(function, jobs)
+        yield map
+        return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    executor = ProcessPoolExecutor(num_workers, initializer=torch.set_num_threads, initargs=(1,))
-    return _closing_map(executor, function, jobs)
-
-
-def _closing_map(executor, function, jobs):
-    with executor:
-        yield from executor.map(function, jobs, chunksize=4)
+    # "spawn": forking a process that already ran torch's OpenMP kernels can deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as ex:
+        yield functools.partial(ex.map, chunksize=4)
 
 
 def _metadata_row(job):
@@ -350,33 +352,34 @@ def generate_metadata(
         [{"speaker": spk, "split": split} for split in SPLITS for spk in parts[split]],
     )
     written = {}
-    for split_index, split in enumerate(SPLITS):
-        rng = np.random.default_rng([seed, split_index])
-        speakers = set(parts[split])
-        split_utts = [u for u in utterances if u.speaker in speakers]
-        if len(speakers) < n_src:
-            raise ValueError(
-                f"Split {split} has {len(speakers)} speakers, fewer than the {n_src} sources of a mixture "
-                f"({len(parts['train-360'])} train / {n_dev_speakers} dev / {n_test_speakers} test speakers)"
+    with _worker_map(num_workers) as worker_map:
+        for split_index, split in enumerate(SPLITS):
+            rng = np.random.default_rng([seed, split_index])
+            speakers = set(parts[split])
+            split_utts = [u for u in utterances if u.speaker in speakers]
+            if len(speakers) < n_src:
+                raise ValueError(
+                    f"Split {split} has {len(speakers)} speakers, fewer than the {n_src} sources of a mixture "
+                    f"({len(parts['train-360'])} train / {n_dev_speakers} dev / {n_test_speakers} test speakers)"
+                )
+            groups = draw_combinations(split_utts, n_src, rng, n_mixtures.get(split))
+            noises = list_noises(wham_root, split) if wham_root is not None else None
+            jobs = []
+            for index, group in enumerate(groups):
+                noise_path = noises[rng.integers(len(noises))] if noises is not None else None
+                jobs.append((corpus, group, wham_root, noise_path, [seed, split_index, index]))
+            rows, info_rows = [], []
+            for row, info in tqdm(worker_map(_metadata_row, jobs), total=len(jobs), desc=f"Metadata {split}"):
+                rows.append(row)
+                info_rows.append(info)
+            path = out_dir / f"libri{n_src}mix_{split}.csv"
+            _write_csv(path, metadata_columns(n_src, noises is not None), rows)
+            _write_csv(
+                out_dir / f"libri{n_src}mix_{split}_info.csv",
+                ["mixture_ID"] + [f"speaker_{i + 1}_ID" for i in range(n_src)],
+                info_rows,
             )
-        groups = draw_combinations(split_utts, n_src, rng, n_mixtures.get(split))
-        noises = list_noises(wham_root, split) if wham_root is not None else None
-        jobs = []
-        for index, group in enumerate(groups):
-            noise_path = noises[rng.integers(len(noises))] if noises is not None else None
-            jobs.append((corpus, group, wham_root, noise_path, [seed, split_index, index]))
-        rows, info_rows = [], []
-        for row, info in tqdm(_map(_metadata_row, jobs, num_workers), total=len(jobs), desc=f"Metadata {split}"):
-            rows.append(row)
-            info_rows.append(info)
-        path = out_dir / f"libri{n_src}mix_{split}.csv"
-        _write_csv(path, metadata_columns(n_src, noises is not None), rows)
-        _write_csv(
-            out_dir / f"libri{n_src}mix_{split}_info.csv",
-            ["mixture_ID"] + [f"speaker_{i + 1}_ID" for i in range(n_src)],
-            info_rows,
-        )
-        written[split] = path
+            written[split] = path
     return written
 
 
@@ -554,46 +557,68 @@ def create_librimix(
         raise ValueError("mix_both needs a WHAM! noise folder (wham_root)")
     for mode in modes:
         fit_length([np.zeros(1)], mode)  # validates the mode name early
-    use_noise = "mix_both" in mix_types
     out_dir = None
-    for metadata_file in metadata_files:
-        rows, n_src, has_noise = read_metadata(metadata_file)
-        if use_noise and not has_noise:
-            raise ValueError(f"{metadata_file} has no noise columns; cannot make mix_both")
-        split = split_name(metadata_file, n_src)
-        out_dir = Path(out_root) / f"Libri{n_src}Mix"
-        folders = [f"s{i + 1}" for i in range(n_src)] + list(mix_types) + (["noise"] if use_noise else [])
-        configs = [(rate, mode) for rate in sample_rates for mode in modes]
-        split_dirs = {}
-        for rate, mode in configs:
+    with _worker_map(num_workers) as worker_map:
+        for metadata_file in metadata_files:
+            out_dir = _create_split(
+                metadata_file,
+                librispeech_root,
+                out_root,
+                sample_rates,
+                modes,
+                mix_types,
+                wham_root,
+                subtype,
+                worker_map,
+            )
+    return out_dir
+
+
+def _create_split(
+    metadata_file, librispeech_root, out_root, sample_rates, modes, mix_types, wham_root, subtype, worker_map
+):
+    """Writes the audio and mixture metadata of one metadata file; returns the ``Libri{n}Mix`` folder."""
+    use_noise = "mix_both" in mix_types
+    rows, n_src, has_noise = read_metadata(metadata_file)
+    if use_noise and not has_noise:
+        raise ValueError(f"{metadata_file} has no noise columns; cannot make mix_both")
+    split = split_name(metadata_file, n_src)
+    out_dir = Path(out_root) / f"Libri{n_src}Mix"
+    folders = [f"s{i + 1}" for i in range(n_src)] + list(mix_types) + (["noise"] if use_noise else [])
+    split_dirs = {}
+    for rate in sample_rates:
+        for mode in modes:
             split_dirs[rate, mode] = out_dir / f"wav{rate // 1000}k" / mode / split
             _claim_output(split_dirs[rate, mode], metadata_file)
             for folder in folders:
                 (split_dirs[rate, mode] / folder).mkdir(parents=True, exist_ok=True)
-        lengths = {config: {} for config in configs}
-        noise_root = wham_root if use_noise else None
-        jobs = [(row, n_src, librispeech_root, noise_root, split_dirs, folders, subtype) for row in rows]
-        results = _map(_create_mixture_files, jobs, num_workers)
-        for row, row_lengths in tqdm(zip(rows, results), total=len(rows), desc=f"Libri{n_src}Mix {split}"):
-            for config, length in row_lengths.items():
-                lengths[config][row["mixture_ID"]] = length
-        for rate, mode in configs:
-            split_dir = split_dirs[rate, mode]
-            for mix_type in mix_types:
-                columns = ["mixture_ID", "mixture_path"] + [f"source_{i + 1}_path" for i in range(n_src)]
-                columns += (["noise_path"] if mix_type == "mix_both" else []) + ["length"]
-                md_rows = []
-                for row in rows:
-                    mix_id = row["mixture_ID"]
-                    md = {"mixture_ID": mix_id, "mixture_path": str((split_dir / mix_type / f"{mix_id}.wav").resolve())}
-                    for i in range(n_src):
-                        md[f"source_{i + 1}_path"] = str((split_dir / f"s{i + 1}" / f"{mix_id}.wav").resolve())
-                    if mix_type == "mix_both":
-                        md["noise_path"] = str((split_dir / "noise" / f"{mix_id}.wav").resolve())
-                    md["length"] = lengths[rate, mode][mix_id]
-                    md_rows.append(md)
-                _write_csv(split_dir.parent / "metadata" / f"mixture_{split}_{mix_type}.csv", columns, md_rows)
+    lengths = {config: {} for config in split_dirs}
+    noise_root = wham_root if use_noise else None
+    jobs = [(row, n_src, librispeech_root, noise_root, split_dirs, folders, subtype) for row in rows]
+    results = worker_map(_create_mixture_files, jobs)
+    for row, row_lengths in tqdm(zip(rows, results), total=len(rows), desc=f"Libri{n_src}Mix {split}"):
+        for config, length in row_lengths.items():
+            lengths[config][row["mixture_ID"]] = length
+    for config, split_dir in split_dirs.items():
+        for mix_type in mix_types:
+            _write_mixture_metadata(split_dir, mix_type, [r["mixture_ID"] for r in rows], n_src, lengths[config])
     return out_dir
+
+
+def _write_mixture_metadata(split_dir, mix_type, mixture_ids, n_src, lengths):
+    """LibriMix's ``metadata/mixture_<split>_<mix_type>.csv`` (absolute paths and lengths in samples)."""
+    columns = ["mixture_ID", "mixture_path"] + [f"source_{i + 1}_path" for i in range(n_src)]
+    columns += (["noise_path"] if mix_type == "mix_both" else []) + ["length"]
+    rows = []
+    for mix_id in mixture_ids:
+        row = {"mixture_ID": mix_id, "mixture_path": str((split_dir / mix_type / f"{mix_id}.wav").resolve())}
+        for i in range(n_src):
+            row[f"source_{i + 1}_path"] = str((split_dir / f"s{i + 1}" / f"{mix_id}.wav").resolve())
+        if mix_type == "mix_both":
+            row["noise_path"] = str((split_dir / "noise" / f"{mix_id}.wav").resolve())
+        row["length"] = lengths[mix_id]
+        rows.append(row)
+    _write_csv(split_dir.parent / "metadata" / f"mixture_{split_dir.name}_{mix_type}.csv", columns, rows)
 
 
 class LibriMixDynamicDataset(EpochSeededDataset):

@@ -100,6 +100,15 @@ def test_determinism_and_resume(toy_corpus, tmp_path):
     md_b, root_b = _make(toy_corpus, tmp_path / "b", seed=3)
     md_c, _ = _make(toy_corpus, tmp_path / "c", seed=4)
     assert Path(md_a["test"]).read_text() == Path(md_b["test"]).read_text()
+    # Worker processes do not change the result.
+    md_w = generate_metadata(
+        toy_corpus, tmp_path / "w", seed=3, n_dev_speakers=2, n_test_speakers=2, min_duration=0.5, num_workers=2
+    )
+    create_librimix([md_w["dev"]], toy_corpus, tmp_path / "w", num_workers=2)
+    assert all(Path(md_a[k]).read_text() == Path(md_w[k]).read_text() for k in md_a)
+    for path in (root_a / "wav8k" / "min" / "dev").glob("*/*.wav"):  # (float WAV headers hold a timestamp)
+        other = tmp_path / "w" / path.relative_to(tmp_path / "a")
+        np.testing.assert_array_equal(sf.read(str(path))[0], sf.read(str(other))[0])
     assert Path(md_a["train-360"]).read_text() != Path(md_c["train-360"]).read_text()
     first = next((root_a / "wav8k" / "min" / "dev" / "mix_clean").iterdir())
     np.testing.assert_array_equal(sf.read(str(first))[0], sf.read(str(root_b / first.relative_to(root_a)))[0])
