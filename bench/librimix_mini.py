@@ -38,7 +38,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from spgm_lobes.architectures import architecture_path  # noqa: E402
 from spgm_lobes.data.librimix import (  # noqa: E402
     create_librimix,
     find_corpus_root,
@@ -47,7 +46,8 @@ from spgm_lobes.data.librimix import (  # noqa: E402
 )
 
 RECIPE = REPO / "recipes" / "LibriMix" / "separation"
-TINY_ARCH = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+# Merged into the recipe's architecture include (its file and num_spks are kept).
+TINY_ARCH = "{N_encoder_out: 16, out_channels: 16, nhead: 2, d_ffn: 32, intra_layers: 1, chunk_size: 10}"
 
 
 def parse_args(argv=None):
@@ -147,9 +147,7 @@ def recipe_command(args, libri2mix, train_dir, save_dir, device, precision, corp
     if args.dynamic_mixing:
         cmd += ["--dynamic_mixing", "True", "--base_folder_dm", str(train_speaker_folder(libri2mix, corpus))]
     if args.quick:
-        arch_name = _architecture_of(hparams)
-        arch = ", ".join(f"{k}: {v}" for k, v in {"num_spks": 2, **TINY_ARCH}.items())
-        cmd += ["--arch", f"!include:{architecture_path(arch_name)} {{{arch}}}", "--training_signal_len", "8000"]
+        cmd += ["--arch", TINY_ARCH, "--training_signal_len", "8000"]
     return cmd + list(args.extra)
 
 
@@ -164,13 +162,6 @@ def train_speaker_folder(libri2mix, corpus):
         if speaker_dir.name in speakers and not link.exists():
             link.symlink_to(speaker_dir.resolve(), target_is_directory=True)
     return folder
-
-
-def _architecture_of(hparams):
-    for line in hparams.read_text().splitlines():
-        if line.startswith("architecture:"):
-            return line.split(":", 1)[1].split("#")[0].strip()
-    raise ValueError(f"{hparams} has no 'architecture:' key")
 
 
 def read_results(train_dir):
