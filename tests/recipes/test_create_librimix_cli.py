@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO_ROOT
 from spgm_lobes.data.librimix import write_toy_librispeech
+from tests.conftest import REPO_ROOT
 
 
 def _cli():

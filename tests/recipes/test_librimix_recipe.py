@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO_ROOT, TINY_ARCH
 from spgm_lobes.data.librimix import create_librimix, generate_metadata, write_toy_librispeech
+from tests.conftest import REPO_ROOT, TINY_ARCH
 
 RECIPE = REPO_ROOT / "recipes" / "LibriMix" / "separation"
 
