@@ -44,10 +44,9 @@ from spgm_lobes.data.librimix import (  # noqa: E402
     generate_metadata,
     write_toy_librispeech,
 )
+from spgm_lobes.testing import TINY_ARCH  # noqa: E402
 
 RECIPE = REPO / "recipes" / "LibriMix" / "separation"
-# Merged into the recipe's architecture include (its file and num_spks are kept).
-TINY_ARCH = "{N_encoder_out: 16, out_channels: 16, nhead: 2, d_ffn: 32, intra_layers: 1, chunk_size: 10}"
 
 
 def parse_args(argv=None):

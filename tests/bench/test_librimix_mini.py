@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from tests.conftest import REPO_ROOT
+from spgm_lobes.testing import REPO_ROOT
 
 
 def test_quick_benchmark_runs_end_to_end(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import write_toy_librispeech
-from tests.conftest import REPO_ROOT
+from spgm_lobes.testing import REPO_ROOT
 
 
 def _cli():

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import create_librimix, generate_metadata, write_toy_librispeech
-from tests.conftest import REPO_ROOT, TINY_ARCH
+from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE = REPO_ROOT / "recipes" / "LibriMix" / "separation"
 
