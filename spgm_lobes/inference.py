@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from speechbrain.inference.separation import SepformerSeparation
+from speechbrain.utils.data_utils import split_path
+from speechbrain.utils.fetching import LocalStrategy, fetch
 from tqdm import tqdm
 
 OUTPUT_RATES = ("model", "input")
@@ -202,9 +204,10 @@ class SPGMSeparation(SepformerSeparation):
         Arguments
         ---------
         path : str or Path
-            A local audio file of any rate and channel count.
-        savedir : None
-            Unused; kept for the parent's signature.
+            A local audio file of any rate and channel count, or (like the parent
+            class) ``user/repo/file.wav`` or a URL, fetched into ``savedir``.
+        savedir : str or Path, optional
+            Where remote files are fetched to.
         output_rate : "model" or "input"
             See :meth:`separate_signal`.
 
@@ -213,6 +216,12 @@ class SPGMSeparation(SepformerSeparation):
         torch.Tensor
             ``[1, time, num_spks]``, like the parent class (see :meth:`separate_signal` for the scale).
         """
+        if not Path(path).exists() and "/" in str(path):
+            source, filename = split_path(str(path))
+            try:
+                path = fetch(filename, source=source, savedir=savedir, local_strategy=LocalStrategy.SYMLINK)
+            except Exception as e:  # network or missing remote file
+                raise AudioReadError(f"{path}: could not fetch ({type(e).__name__}: {e}).") from e
         waveform, rate = read_audio(path)
         est, _ = self.separate_signal(waveform, rate, output_rate)
         return est.unsqueeze(0)

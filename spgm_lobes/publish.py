@@ -322,7 +322,7 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
 # {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
 
 A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
-[spgm-lobes](https://github.com/) on SpeechBrain. Architecture `{arch.name}`{params}; architecture keys: {keys}.
+spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params}; architecture keys: {keys}.
 {epoch}
 ## Results on the {dataset} test set ({results["n"]} mixtures)
 

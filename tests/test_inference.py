@@ -153,3 +153,13 @@ def test_long_input_is_one_pass(model, monkeypatch):
     monkeypatch.setattr(inference, "separate_sources", spy)
     est, _ = model.separate_signal(speechlike(8000, 3.0), 8000)
     assert calls == [torch.Size([1, 24000])] and est.shape == (24000, 2)
+
+
+def test_separate_file_matches_separate_signal(model, tmp_path):
+    sig = speechlike(16000, 0.2, channels=2).astype("float32")
+    sf.write(tmp_path / "m.flac", sig, 16000)
+    est = model.separate_file(tmp_path / "m.flac", output_rate="input")
+    ref, _ = model.separate_signal(sf.read(tmp_path / "m.flac", dtype="float32")[0], 16000, "input")
+    assert est.shape == (1, 3200, 2) and torch.equal(est[0], ref)
+    with pytest.raises(AudioReadError, match="nobody/nothing/x.wav"):
+        model.separate_file(tmp_path / "nobody" / "nothing" / "x.wav")
