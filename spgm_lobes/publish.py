@@ -207,18 +207,27 @@ def load_checkpoint_modules(arch, ckpt_dir):
     return modules
 
 
+def _test_csvs(run_dir, hp):
+    """Test CSVs of a run: string hparams whose key names a test set, then ``*tt*.csv``/``*test*.csv`` in save/."""
+    run_dir = Path(run_dir)
+    found = []
+    for key, value in hp.items():
+        if ("test" in str(key) or str(key).endswith("_tt")) and isinstance(value, str) and value.endswith(".csv"):
+            found.append(Path(value) if Path(value).is_absolute() else run_dir / value)
+    save_dir = Path(str(hp.get("save_folder", run_dir / "save")))
+    for folder in dict.fromkeys([save_dir, run_dir / "save", run_dir]):
+        if folder.is_dir():
+            found += sorted(p for p in folder.glob("*.csv") if "tt" in p.stem.split("_") or "test" in p.stem)
+    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != "test_results.csv"]
+
+
 def _find_test_mixture(run_dir):
-    """First existing ``mix_wav`` of a test CSV named in the run's hyperparams, if any."""
+    """First existing ``mix_wav`` of the run's test CSV, if any."""
     try:
         hp = _load_run_hparams(run_dir)
     except PublishError:
         return None
-    for key, value in hp.items():
-        if "test" not in str(key) or not isinstance(value, str) or not value.endswith(".csv"):
-            continue
-        csv_path = Path(value) if Path(value).is_absolute() else Path(run_dir) / value
-        if not csv_path.is_file():
-            continue
+    for csv_path in _test_csvs(run_dir, hp):
         with open(csv_path, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 wav = row.get("mix_wav")

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,39 @@ def test_keeps_foreign_files_in_stage_dir(run, tmp_path):
 def test_bad_repo_id(run):
     with pytest.raises(PublishError, match="user/name"):
         publish.publish(run[0], "no-slash", dry_run=True)
+
+
+def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path):
+    """Train a tiny SPGM with the WSJ0Mix recipe (1 epoch) -> spgm-publish --dry-run -> from_hparams: same output."""
+    import importlib.util
+
+    from spgm_lobes.recipe import run_recipe
+
+    recipe_dir = Path(__file__).resolve().parent.parent / "recipes" / "WSJ0Mix" / "separation"
+    spec = importlib.util.spec_from_file_location("wsj0mix_train", recipe_dir / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    run_dir = tmp_path / "run"
+    argv = [str(recipe_dir / "hparams" / "spgm-ap-s.yaml"), "--data_folder", str(wsj0mix_corpus)]
+    argv += ["--output_folder", str(run_dir), "--N_epochs", "1", "--num_workers", "0", "--device", "cpu"]
+    argv += ["--training_signal_len", "1600", "--arch", "{" + ", ".join(f"{k}: {v}" for k, v in TINY.items()) + "}"]
+    brain = run_recipe(argv, train.prepare_data, train.build_datasets)
+
+    stage = tmp_path / "stage"
+    assert publish.main([str(run_dir), "--repo", "me/tiny", "--dry-run", "--stage-dir", str(stage)]) == 0
+    front = yaml.safe_load((stage / "README.md").read_text().split("---")[1])
+    with open(run_dir / "test_results.csv") as f:
+        avg = [row for row in csv.DictReader(f) if row["snt_id"] == "avg"][0]
+    metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"SI-SNRi": round(float(avg["si-snr_i"]), 2), "SDRi": round(float(avg["sdr_i"]), 2)}
+    example, rate = sf.read(stage / publish.EXAMPLE_NAME)
+    with open(run_dir / "save" / "wsj_tt.csv") as f:
+        first_test_mix, _ = sf.read(next(csv.DictReader(f))["mix_wav"])
+    assert rate == 8000 and np.abs(example - first_test_mix).max() < 1e-4  # 16-bit PCM copy
+
+    loaded = SepformerSeparation.from_hparams(source=str(stage), savedir=str(tmp_path / "sd"))
+    mix = torch.randn(1, 2400)
+    brain.modules.eval()
+    with torch.no_grad():
+        trained = brain.separate(mix)
+    assert (loaded.separate_batch(mix) - trained).abs().max() < 1e-5
