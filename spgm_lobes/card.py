@@ -87,7 +87,7 @@ def inference_card(architecture_file, arch_overrides=None, sample_rate=8000, num
     unknown = sorted(set(arch_overrides) - set(known))
     if unknown:
         raise ValueError(
-            f"{', '.join(unknown)} not top-level keys of {architecture_file.name} (known: {', '.join(sorted(known))})."
+            f"Not top-level keys of {architecture_file.name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})."
         )
     template = TEMPLATE_PATH.read_text(encoding="utf-8")
     template = _INCLUDE.sub(lambda _: f"!include:{architecture_file}", template, count=1)
