@@ -25,6 +25,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +58,14 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", default=None, help="where the model, mixture and outputs go (default: temp)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny model, 3 s")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="architecture keys, e.g. num_blocks=1 intra_layers=1"
+    )
     args = parser.parse_args(argv)
-    overrides = TINY if args.quick else {}
+    overrides = dict(TINY) if args.quick else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
     seconds = 3.0 if args.quick else args.seconds
 
     with tempfile.TemporaryDirectory(prefix="spgm-long-") as tmp:
@@ -77,7 +84,7 @@ def main(argv=None):
         cmd += ["--out", str(out), "--device", args.device]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
         print(
-            f"{args.architecture}{' (tiny)' if args.quick else ''}: {n_params / 1e6:.2f}M parameters, "
+            f"{args.architecture} {overrides or ''}: {n_params / 1e6:.2f}M parameters, "
             f"{seconds:.1f} s mixture, device {args.device}, torch threads {torch.get_num_threads()}"
         )
         start = time.perf_counter()
