@@ -58,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", default=None, help="where the model, mixture and outputs go (default: temp)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny model, 3 s")
+    parser.add_argument("--plain", action="store_true", help="SpeechBrain's plain modules instead of the fast path")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="architecture keys, e.g. num_blocks=1 intra_layers=1"
     )
@@ -81,11 +82,12 @@ def main(argv=None):
             sf.write(str(mixture), synthetic_mixture(SAMPLE_RATE, seconds), SAMPLE_RATE, subtype="PCM_16")
         out = work / "separated"
         cmd = [sys.executable, "-m", "spgm_lobes.inference", str(mixture), "--model", str(work / "model")]
-        cmd += ["--out", str(out), "--device", args.device]
+        cmd += ["--out", str(out), "--device", args.device] + (["--plain"] if args.plain else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
         print(
             f"{args.architecture} {overrides or ''}: {n_params / 1e6:.2f}M parameters, "
-            f"{seconds:.1f} s mixture, device {args.device}, torch threads {torch.get_num_threads()}"
+            f"{seconds:.1f} s mixture, {'plain modules' if args.plain else 'fast path'}, device {args.device}, "
+            f"torch threads {torch.get_num_threads()}"
         )
         start = time.perf_counter()
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -3,12 +3,13 @@
 :class:`SPGMSeparation` is SpeechBrain's ``SepformerSeparation`` (same inference
 card, same ``encoder/masknet/decoder.ckpt`` files) plus what a command-line tool
 needs: audio of any sample rate and channel count in, sources out at the model
-or the input rate, silence and very short inputs, files of any length (one pass,
-never stitched), and writing the estimates.
+or the input rate, silence and very short inputs, files of any length (one pass
+on :func:`spgm_lobes.fast.separate`, memory linear in length, never stitched),
+and writing the estimates.
 
 Command line::
 
-    spgm-separate mix1.wav mix2.flac --model <folder|user/repo> --out separated/ [--rate input]
+    spgm-separate mix1.wav mix2.flac --model <folder|user/repo> --out separated/ [--rate input] [--plain] [--bf16]
 
 writes ``separated/mix1_source1.wav``, ``separated/mix1_source2.wav``, ...
 """
@@ -26,6 +27,9 @@ from speechbrain.inference.separation import SepformerSeparation
 from speechbrain.utils.data_utils import split_path
 from speechbrain.utils.fetching import LocalStrategy, fetch
 from tqdm import tqdm
+
+from .fast import separate as fast_separate
+from .fast import unsupported_masknet_reason
 
 OUTPUT_RATES = ("model", "input")
 
@@ -70,12 +74,14 @@ def read_audio(path):
     return waveform, int(rate)
 
 
-def separate_sources(modules, mix, num_spks):
+def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
     """Encoder -> mask network -> decoder over whole signals, in one pass.
 
-    This is the single place where the long-input path plugs in: the model
-    sees the entire signal, so no segment stitching (and no speaker-order swap
-    between segments) can happen.
+    The model always sees the entire signal: no segment stitching (and no
+    speaker-order swap between segments) can happen. With ``fast`` (default)
+    and a supported mask network this is :func:`spgm_lobes.fast.separate`,
+    whose memory grows linearly with the length; otherwise SpeechBrain's
+    plain modules run on the whole input.
 
     Arguments
     ---------
@@ -85,15 +91,28 @@ def separate_sources(modules, mix, num_spks):
         ``[batch, time]`` mixtures, at least the encoder kernel long.
     num_spks : int
         Number of sources.
+    fast : bool
+        Use the fast path when the mask network supports it.
+    dtype : torch.dtype, optional
+        Compute dtype of the fast path (``torch.bfloat16`` on GPUs); default float32.
 
     Returns
     -------
     torch.Tensor
         ``[batch, time', num_spks]`` estimates, ``time' <= time``.
     """
+    if fast and fast_path_unsupported_reason(modules) is None:
+        return fast_separate(modules["encoder"], modules["masknet"], modules["decoder"], mix, num_spks, dtype=dtype)
     mix_w = modules["encoder"](mix)
     est_mask = modules["masknet"](mix_w)
     return torch.stack([modules["decoder"](mix_w * est_mask[i]) for i in range(num_spks)], dim=-1)
+
+
+def fast_path_unsupported_reason(modules):
+    """Why ``modules`` cannot run on :func:`spgm_lobes.fast.separate` (``None`` if they can)."""
+    if any(p.dtype != torch.float32 for m in modules.values() for p in m.parameters()):
+        return "parameters are not float32"
+    return unsupported_masknet_reason(modules["masknet"])
 
 
 class SPGMSeparation(SepformerSeparation):
@@ -121,6 +140,15 @@ class SPGMSeparation(SepformerSeparation):
     """
 
     HPARAMS_NEEDED = ["num_spks", "sample_rate"]
+
+    def __init__(self, *args, use_fast_path=None, fast_dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if use_fast_path is None:
+            use_fast_path = bool(getattr(self.hparams, "use_fast_path", True))
+        #: run :func:`spgm_lobes.fast.separate` (memory linear in length) where the model supports it
+        self.use_fast_path = use_fast_path
+        #: compute dtype of the fast path (``torch.bfloat16`` on GPUs); None: float32
+        self.fast_dtype = fast_dtype
 
     @property
     def min_length(self):
@@ -151,7 +179,7 @@ class SPGMSeparation(SepformerSeparation):
         if length < self.min_length:
             mix = F.pad(mix, (0, self.min_length - length))
         with torch.no_grad():
-            est = separate_sources(self.mods, mix, num_spks)
+            est = separate_sources(self.mods, mix, num_spks, fast=self.use_fast_path, dtype=self.fast_dtype)
         if est.shape[1] < length:
             est = F.pad(est, (0, 0, 0, length - est.shape[1]))
         return est[:, :length]
@@ -270,7 +298,7 @@ class ModelLoadError(RuntimeError):
     """The separation model could not be found or loaded."""
 
 
-def load_model(source, savedir=None, device="cpu"):
+def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtype=None):
     """Loads an :class:`SPGMSeparation` from a local folder or a Hub repo id.
 
     Arguments
@@ -282,6 +310,10 @@ def load_model(source, savedir=None, device="cpu"):
         folder for local models, ``pretrained_models/<repo>`` for Hub repos).
     device : str
         Torch device to run on.
+    use_fast_path : bool
+        Separate with :func:`spgm_lobes.fast.separate` where supported (else SpeechBrain's plain modules).
+    fast_dtype : torch.dtype, optional
+        Compute dtype of the fast path, e.g. ``torch.bfloat16`` on a GPU.
     """
     source = str(source)
     local = Path(source)
@@ -298,7 +330,11 @@ def load_model(source, savedir=None, device="cpu"):
         savedir = Path("pretrained_models") / source.replace("/", "--") if not local.exists() else None
     try:
         return SPGMSeparation.from_hparams(
-            source=source, savedir=None if savedir is None else str(savedir), run_opts={"device": device}
+            source=source,
+            savedir=None if savedir is None else str(savedir),
+            run_opts={"device": device},
+            use_fast_path=use_fast_path,
+            fast_dtype=fast_dtype,
         )
     except Exception as e:  # any failure to fetch, build or load the model
         raise ModelLoadError(f"Could not load model {source!r}: {type(e).__name__}: {e}") from e
@@ -320,6 +356,8 @@ def main(argv=None):
     parser.add_argument("--rate", choices=OUTPUT_RATES, default="model", help="write at the model or input rate")
     parser.add_argument("--savedir", default=None, help="where downloaded model files are kept")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--plain", action="store_true", help="run SpeechBrain's plain modules, not the fast path")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 compute on the fast path (GPUs)")
     args = parser.parse_args(argv)
 
     stems = {}
@@ -332,7 +370,7 @@ def main(argv=None):
         return 2
 
     try:
-        model = load_model(args.model, args.savedir, args.device)
+        model = load_model(args.model, args.savedir, args.device, not args.plain, torch.bfloat16 if args.bf16 else None)
     except ModelLoadError as e:
         print(f"spgm-separate: error: {e}", file=sys.stderr)
         return 2

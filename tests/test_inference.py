@@ -146,9 +146,9 @@ def test_long_input_is_one_pass(model, monkeypatch):
     calls = []
     real = inference.separate_sources
 
-    def spy(modules, mix, num_spks):
+    def spy(modules, mix, num_spks, **kwargs):
         calls.append(mix.shape)
-        return real(modules, mix, num_spks)
+        return real(modules, mix, num_spks, **kwargs)
 
     monkeypatch.setattr(inference, "separate_sources", spy)
     est, _ = model.separate_signal(speechlike(8000, 3.0), 8000)
@@ -163,3 +163,27 @@ def test_separate_file_matches_separate_signal(model, tmp_path):
     assert est.shape == (1, 3200, 2) and torch.equal(est[0], ref)
     with pytest.raises(AudioReadError, match="nobody/nothing/x.wav"):
         model.separate_file(tmp_path / "nobody" / "nothing" / "x.wav")
+
+
+def test_fast_path_matches_plain_modules(model_dir, monkeypatch):
+    """Default: spgm_lobes.fast.separate (memory linear in length); --plain: SpeechBrain's modules. Same output."""
+    calls = []
+    real = inference.fast_separate
+    monkeypatch.setattr(inference, "fast_separate", lambda *a, **k: calls.append(a[3].shape) or real(*a, **k))
+    fast = load_model(model_dir)
+    plain = load_model(model_dir, use_fast_path=False)
+    mix = torch.from_numpy(speechlike(8000, 2.0, seed=1)).float().unsqueeze(0)
+    est_fast, est_plain = fast.separate_batch(mix), plain.separate_batch(mix)
+    assert calls == [torch.Size([1, 16000])]
+    assert (est_fast - est_plain).abs().max() <= 1e-4 * est_plain.abs().max()
+    assert inference.fast_path_unsupported_reason({"m": torch.nn.Linear(2, 2).double()}) == "parameters are not float32"
+
+
+def test_cli_plain_switch(model_dir, tmp_path):
+    sf.write(tmp_path / "m.wav", speechlike(8000, 0.5), 8000)
+    for flag in ([], ["--plain"]):
+        out = tmp_path / ("plain" if flag else "fast")
+        assert main([str(tmp_path / "m.wav"), "--model", str(model_dir), "--out", str(out), *flag]) == 0
+    a, _ = sf.read(tmp_path / "fast" / "m_source1.wav")
+    b, _ = sf.read(tmp_path / "plain" / "m_source1.wav")
+    assert np.abs(a - b).max() <= 2 / 32768  # 16-bit PCM of the same function
