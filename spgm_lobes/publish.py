@@ -48,6 +48,13 @@ from .card import architecture_keys, inference_card
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
+RESULT_KEYS = ("sdr", "sdr_i", "si-snr", "si-snr_i")  # test_results.csv columns; si-snr_i is required
+METRIC_NAMES = {
+    "si-snr_i": ("si-snri", "SI-SNRi"),
+    "sdr_i": ("sdri", "SDRi"),
+    "si-snr": ("si-snr", "SI-SNR"),
+    "sdr": ("sdr", "SDR"),
+}
 STAGED_FILES = ("hyperparams.yaml", "README.md", EXAMPLE_NAME) + tuple(f"{m}.ckpt" for m in MODULE_NAMES)
 EXAMPLE_SECONDS = 10.0
 VERIFY_SECONDS = 2.0
@@ -96,6 +103,9 @@ def find_best_checkpoint(run_dir):
 def read_test_results(run_dir):
     """The ``avg`` row of ``<run_dir>/test_results.csv`` as floats, plus ``n`` (number of utterances).
 
+    ``si-snr_i`` is required; ``sdr_i``, ``si-snr`` and ``sdr`` are read when present
+    (GASS results, for instance, have no SDR columns).
+
     Example
     -------
     >>> run = getfixture("tmp_path")
@@ -111,10 +121,15 @@ def read_test_results(run_dir):
     avg = [row for row in rows if row.get("snt_id") == "avg"]
     if not avg:
         raise PublishError(f"{path} has no 'avg' row.")
-    try:
-        results = {key: float(avg[-1][key]) for key in ("sdr", "sdr_i", "si-snr", "si-snr_i")}
-    except (KeyError, TypeError, ValueError) as e:
-        raise PublishError(f"{path}: the 'avg' row lacks a numeric sdr, sdr_i, si-snr or si-snr_i ({e}).") from e
+    results = {}
+    for key in RESULT_KEYS:
+        value = avg[-1].get(key)
+        if value in (None, "") and key != "si-snr_i":
+            continue
+        try:
+            results[key] = float(value)
+        except (TypeError, ValueError) as e:
+            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).") from e
     if not all(math.isfinite(v) for v in results.values()):
         raise PublishError(f"{path}: the 'avg' row holds non-finite values {results}.")
     results["n"] = sum(1 for row in rows if row.get("snt_id") != "avg")
@@ -292,9 +307,11 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
     >>> meta["library_name"], meta["model-index"][0]["results"][0]["metrics"][0]["value"]
     ('speechbrain', 19.5)
     """
+    shown = [key for key in METRIC_NAMES if key in results]
     metrics = [
-        {"type": "si-snri", "name": "SI-SNRi", "value": round(results["si-snr_i"], 2)},
-        {"type": "sdri", "name": "SDRi", "value": round(results["sdr_i"], 2)},
+        {"type": METRIC_NAMES[k][0], "name": METRIC_NAMES[k][1], "value": round(results[k], 2)}
+        for k in shown
+        if k.endswith("_i")
     ]
     front = {
         "language": ["en"],
@@ -303,7 +320,7 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
         "pipeline_tag": "audio-to-audio",
         "tags": ["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
         "datasets": [dataset],
-        "metrics": ["si-snri", "sdri"],
+        "metrics": [m["type"] for m in metrics],
         "model-index": [
             {
                 "name": repo_id.split("/")[-1],
@@ -335,9 +352,9 @@ spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params}; architecture keys
 {epoch}
 ## Results on the {dataset} test set ({results["n"]} mixtures)
 
-| SI-SNRi (dB) | SDRi (dB) | SI-SNR (dB) | SDR (dB) |
-|---|---|---|---|
-| {results["si-snr_i"]:.2f} | {results["sdr_i"]:.2f} | {results["si-snr"]:.2f} | {results["sdr"]:.2f} |
+| {" | ".join(f"{METRIC_NAMES[k][1]} (dB)" for k in shown)} |
+|{"---|" * len(shown)}
+| {" | ".join(f"{results[k]:.2f}" for k in shown)} |
 
 ## Usage
 

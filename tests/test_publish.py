@@ -279,3 +279,20 @@ def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path)
     with torch.no_grad():
         trained = brain.separate(mix)
     assert (loaded.separate_batch(mix) - trained).abs().max() < 1e-5
+
+
+def test_results_without_sdr_columns(tmp_path):
+    """GASS-style results (SI-SNR columns only) publish with SI-SNRi alone."""
+    run_dir = tmp_path / "run"
+    make_run(run_dir, metas=(-1.0,))
+    (run_dir / "test_results.csv").write_text(
+        "snt_id,num_sources,categories,si-snr,si-snr_i,silent_energy_db\na,2,speech,5.0,7.0,-60\navg,,,5.0,7.0,-60\n"
+    )
+    stage = publish.publish(run_dir, "me/g", dry_run=True, stage_dir=tmp_path / "s", log=lambda _: None)["stage_dir"]
+    text = (stage / "README.md").read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["model-index"][0]["results"][0]["metrics"] == [{"type": "si-snri", "name": "SI-SNRi", "value": 7.0}]
+    assert "| SI-SNRi (dB) | SI-SNR (dB) |\n|---|---|\n| 7.00 | 5.00 |" in text
+    (run_dir / "test_results.csv").write_text("snt_id,si-snr\navg,5.0\n")
+    with pytest.raises(PublishError, match="no numeric si-snr_i"):
+        publish.publish(run_dir, "me/g", dry_run=True)
