@@ -95,6 +95,6 @@ def inference_card(architecture_file, arch_overrides=None, sample_rate=8000, num
     if arch_overrides:
         overrides["arch"] = arch_overrides
     flat = resolve_references(io.StringIO(template), overrides, overrides_must_match=True).getvalue()
-    flat = _COMMENT_LINE.sub("", flat)
+    flat = re.sub(r":\n\n+", ":\n", _COMMENT_LINE.sub("", flat))
     header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
     return header + flat

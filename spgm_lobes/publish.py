@@ -334,12 +334,16 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
             }
         ],
     }
-    keys = ", ".join(f"{k}={v}" for k, v in sorted(arch.overrides.items())) or "defaults"
-    params = f" ({num_params / 1e6:.1f}M parameters)" if num_params else ""
+    defaults = architecture_keys(arch.path) if arch.path.is_file() else {}
+    changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
+    keys = ", ".join(f"{k}={v}" for k, v in changed.items())
+    keys = f"changed from the file's defaults: {keys}" if keys else "as in the file"
+    params = f", {num_params / 1e6:.1f}M parameters" if num_params else ""
     epoch = ""
     if ckpt is not None:
-        meta = {k: v for k, v in ckpt.meta.items() if k != "unixtime"}
-        epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}` (meta {meta}).\n"
+        loss = ckpt.meta.get("si-snr")
+        loss = f", validation loss (negative SI-SNR) {loss:.2f}" if isinstance(loss, (int, float)) else ""
+        epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}`{loss}.\n"
     name = repo_id.split("/")[-1]
     return f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
@@ -348,7 +352,7 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
 # {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
 
 A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
-spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params}; architecture keys: {keys}.
+spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params} (`hparams/{arch.path.name}` of spgm-lobes; keys {keys}).
 {epoch}
 ## Results on the {dataset} test set ({results["n"]} mixtures)
 
