@@ -77,8 +77,8 @@ class SeparationBrain(sb.Brain):
     -------
     >>> from hyperpyyaml import load_hyperpyyaml
     >>> from spgm_lobes.architectures import architecture_path
-    >>> arch = load_hyperpyyaml(open(architecture_path("spgm-ap-s")), {"N_encoder_out": 16,
-    ...     "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10})
+    >>> from spgm_lobes.testing import TINY_ARCH_OVERRIDES
+    >>> arch = load_hyperpyyaml(open(architecture_path("spgm-ap-s")), TINY_ARCH_OVERRIDES)
     >>> brain = SeparationBrain(modules=arch["modules"], hparams={"num_spks": 2})
     >>> brain.separate(torch.randn(2, 800)).shape
     torch.Size([2, 800, 2])
