@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from spgm_lobes.architectures import ARCHITECTURES, architecture_path  # noqa: E402
 from spgm_lobes.card import inference_card  # noqa: E402
 from spgm_lobes.publish import synthetic_mixture  # noqa: E402
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES  # noqa: E402
 
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 SAMPLE_RATE = 8000
 
 

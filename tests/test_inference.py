@@ -12,8 +12,9 @@ from spgm_lobes import inference
 from spgm_lobes.architectures import architecture_path
 from spgm_lobes.card import inference_card
 from spgm_lobes.inference import AudioReadError, ModelLoadError, SPGMSeparation, load_model, main
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 
 @pytest.fixture(scope="module")

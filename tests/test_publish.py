@@ -16,8 +16,9 @@ from speechbrain.utils.checkpoints import Checkpointer
 from spgm_lobes import publish
 from spgm_lobes.architectures import architecture_path
 from spgm_lobes.publish import PublishError
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 RESULTS = [("a", 9.0, 10.0, 8.0, 9.5), ("b", 11.0, 12.0, 10.0, 11.5)]
 
 
