@@ -248,6 +248,11 @@ def _pitch_track(voice, n, fs, segments, phrases, rng):
         if kind == "vowel" and detail[1]:
             centre, width = 0.5 * (start + stop), 0.06 * fs
             semitones += rng.uniform(0.3, 0.8) * voice.f0_range * np.exp(-0.5 * ((time - centre) / width) ** 2)
+    voiced = np.zeros(n, dtype=bool)
+    for start, stop, kind, _ in segments:
+        voiced[start:stop] |= kind == "vowel"
+    if voiced.any():  # the speaker's median pitch is ``f0_median``
+        semitones -= np.median(semitones[voiced])
     semitones += 12.0 * voice.jitter * _smooth_noise(rng, n, fs, 400.0)
     return voice.f0_median * 2.0 ** (semitones / 12.0)
 
@@ -433,19 +438,28 @@ def _write_mixtures(root, speaker_paths, n_mixtures, seed, progress):
             folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, 3, split_index])
         names = set()
-        for _ in tqdm(range(count), desc=f"mixtures {split}", disable=not progress):
-            while True:
-                a, b = rng.choice(len(speakers), size=2, replace=False)
-                utts_a, utts_b = speaker_paths[split][speakers[a]], speaker_paths[split][speakers[b]]
-                (n1, p1), (n2, p2) = utts_a[rng.integers(len(utts_a))], utts_b[rng.integers(len(utts_b))]
-                gain = float(rng.uniform(0.0, 2.5))
-                name = f"{n1}_{gain:.4f}_{n2}_{-gain:.4f}"
-                if name not in names:
-                    break
+        bar = tqdm(total=count, desc=f"mixtures {split}", disable=not progress)
+        attempts = 0
+        while len(names) < count:
+            attempts += 1
+            if attempts > 20 * count + 100:
+                raise RuntimeError(f"could not draw {count} distinct non-silent mixtures for split {split!r}")
+            a, b = rng.choice(len(speakers), size=2, replace=False)
+            utts_a, utts_b = speaker_paths[split][speakers[a]], speaker_paths[split][speakers[b]]
+            (n1, p1), (n2, p2) = utts_a[rng.integers(len(utts_a))], utts_b[rng.integers(len(utts_b))]
+            gain = float(rng.uniform(0.0, 2.5))
+            name = f"{n1}_{gain:.4f}_{n2}_{-gain:.4f}"
+            if name in names:
+                continue
+            try:
+                mix, s1, s2 = mix_pair(load(p1), load(p2), gain)
+            except ValueError:  # a source is silent over the common length: draw again
+                continue
             names.add(name)
-            mix, s1, s2 = mix_pair(load(p1), load(p2), gain)
             for key, samples in (("mix", mix), ("s1", s1), ("s2", s2)):
                 sf.write(folders[key] / f"{name}.wav", samples, SAMPLE_RATE, subtype="PCM_16")
+            bar.update()
+        bar.close()
         counts[split] = count
     return counts
 
