@@ -24,7 +24,7 @@ setup(
         "soundfile>=0.12",
         "pyloudnorm>=0.1.1",
         "huggingface_hub>=0.23",
-        "mir_eval>=0.7",
+        "torchmetrics>=1.0",
         "numpy>=1.24",
         "scipy>=1.10",
         "tqdm>=4.60",

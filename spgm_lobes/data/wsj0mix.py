@@ -1,0 +1,85 @@
+"""Preparation of the wsj0-2mix / wsj0-3mix corpora.
+
+The standard layout (as written by the wsj0-mix MATLAB scripts)::
+
+    <data_folder>/wav8k/{min,max}/{tr,cv,tt}/{mix,s1,s2[,s3]}/<name>.wav
+
+is turned into ``wsj_tr.csv``, ``wsj_cv.csv`` and ``wsj_tt.csv`` with the
+columns ``ID, duration, mix_wav, s1_wav, ...``, readable by
+:func:`spgm_lobes.data.csv_dataset.separation_dataset`.
+"""
+
+import os
+
+import soundfile as sf
+from tqdm import tqdm
+
+from .csv_dataset import write_csv
+
+SPLITS = {"tr": "wsj_tr.csv", "cv": "wsj_cv.csv", "tt": "wsj_tt.csv"}
+
+
+def wsj0mix_folder(data_folder, sample_rate=8000, mode="min"):
+    """The ``wav8k/min``-style folder of a wsj0-mix corpus."""
+    return os.path.join(data_folder, f"wav{int(sample_rate) // 1000}k", mode)
+
+
+def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode="min", skip_prep=False):
+    """Writes the three CSVs of a wsj0-mix corpus into ``save_folder``.
+
+    Raises ``FileNotFoundError`` naming every missing folder, and ``ValueError``
+    naming the files that have no counterpart in the other folders (e.g. a
+    mixture without its ``s2`` file). CSVs already present are kept.
+
+    Returns the dict ``{split: csv_path}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> prepare_wsj0mix(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: wsj0-mix folders missing under .../wav8k/min: tr/mix, tr/s1, ...
+    """
+    os.makedirs(save_folder, exist_ok=True)
+    csvs = {split: os.path.join(save_folder, name) for split, name in SPLITS.items()}
+    if skip_prep or all(os.path.isfile(p) for p in csvs.values()):
+        return csvs
+    root = wsj0mix_folder(data_folder, sample_rate, mode)
+    parts = ["mix"] + [f"s{i + 1}" for i in range(num_spks)]
+    missing = [
+        f"{split}/{part}" for split in SPLITS for part in parts if not os.path.isdir(os.path.join(root, split, part))
+    ]
+    if missing:
+        raise FileNotFoundError(f"wsj0-mix folders missing under {root}: {', '.join(missing)}")
+    for split, csv_path in csvs.items():
+        names = {part: _wav_names(os.path.join(root, split, part)) for part in parts}
+        _check_matching(names, os.path.join(root, split))
+        rows = []
+        for name in tqdm(sorted(names["mix"]), desc=f"wsj0-mix {split}", disable=len(names["mix"]) < 200):
+            mix_path = os.path.join(root, split, "mix", name)
+            row = {"ID": os.path.splitext(name)[0], "duration": sf.info(mix_path).duration, "mix_wav": mix_path}
+            for part in parts[1:]:
+                row[f"{part}_wav"] = os.path.join(root, split, part, name)
+            rows.append(row)
+        if not rows:
+            raise FileNotFoundError(f"No .wav files in {os.path.join(root, split, 'mix')}")
+        write_csv(csv_path, rows)
+    return csvs
+
+
+def _wav_names(folder):
+    return {f for f in os.listdir(folder) if f.lower().endswith(".wav")}
+
+
+def _check_matching(names, split_folder):
+    reference = set().union(*names.values())
+    problems = []
+    for part, files in names.items():
+        for name in sorted(reference - files)[:5]:
+            problems.append(f"{os.path.join(split_folder, part, name)} is missing")
+        extra = len(reference - files) - 5
+        if extra > 0:
+            problems.append(f"... and {extra} more missing in {os.path.join(split_folder, part)}")
+    if problems:
+        raise ValueError("Unmatched wsj0-mix files: " + "; ".join(problems))

@@ -1,0 +1,65 @@
+"""The main program shared by every recipe's ``train.py``.
+
+A recipe only provides dataset preparation and dataset-specific mixing::
+
+    from spgm_lobes.recipe import run_recipe
+
+    def prepare_data(hparams): ...          # writes CSVs (runs on the main process only)
+    def build_datasets(hparams): ...        # returns (train, valid, test) datasets
+
+    if __name__ == "__main__":
+        run_recipe(sys.argv[1:], prepare_data, build_datasets)
+
+``run_recipe`` parses SpeechBrain's command line (``train.py hparams.yaml
+--data_folder ... --debug --precision bf16 ...``), sets up DDP when started with
+``torchrun``, creates the experiment folder, optionally loads pretrained weights
+(a ``pretrainer`` in the hparams), trains and evaluates with the Brain.
+"""
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from .separation import SeparationBrain
+
+
+def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
+    """Runs a separation recipe; returns the Brain after testing."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(prepare_data, kwargs={"hparams": hparams})
+    train_set, valid_set, test_set = build_datasets(hparams)
+
+    if "pretrainer" in hparams:
+        run_on_main(hparams["pretrainer"].collect_files)
+        hparams["pretrainer"].load_collected()
+
+    brain = brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    if not hparams.get("test_only", False):
+        brain.fit(
+            brain.hparams.epoch_counter,
+            train_set,
+            valid_set,
+            train_loader_kwargs=hparams["dataloader_opts"],
+            valid_loader_kwargs=hparams.get("dataloader_opts_valid", hparams["dataloader_opts"]),
+        )
+    brain.evaluate(
+        test_set,
+        min_key="si-snr",
+        test_loader_kwargs=hparams.get("dataloader_opts_test", hparams["dataloader_opts"]),
+    )
+    return brain
