@@ -32,6 +32,8 @@ setup(
     ],
     extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "spgm-quickstart=spgm_lobes.quickstart:main",
+        ],
     },
 )
