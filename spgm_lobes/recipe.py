@@ -13,13 +13,16 @@ A recipe only provides dataset preparation and dataset-specific mixing::
 ``run_recipe`` parses SpeechBrain's command line (``train.py hparams.yaml
 --data_folder ... --debug --precision bf16 ...``), sets up DDP when started with
 ``torchrun``, creates the experiment folder, optionally loads pretrained weights
-(a ``pretrainer`` in the hparams), trains and evaluates with the Brain.
+(a ``pretrainer`` in the hparams), puts the mask network on the fast path
+(:mod:`spgm_lobes.fast`; ``use_fast_path: False`` to keep SpeechBrain's plain
+modules), trains and evaluates with the Brain.
 """
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from .fast import use_fast_masknet
 from .separation import SeparationBrain
 
 
@@ -42,21 +45,27 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         run_on_main(hparams["pretrainer"].collect_files)
         hparams["pretrainer"].load_collected()
 
+    # The fast path computes the same function on the same parameters (checkpoints are identical);
+    # use_fast_path: False runs the plain SpeechBrain modules.
+    modules = use_fast_masknet(
+        hparams["modules"],
+        enabled=hparams.get("use_fast_path", True),
+        compile=hparams.get("compile_fast_path", False),
+    )
     brain = brain_class(
-        modules=hparams["modules"],
+        modules=modules,
         opt_class=hparams["optimizer"],
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    if not hparams.get("test_only", False):
-        brain.fit(
-            brain.hparams.epoch_counter,
-            train_set,
-            valid_set,
-            train_loader_kwargs=hparams["dataloader_opts"],
-            valid_loader_kwargs=hparams.get("dataloader_opts_valid", hparams["dataloader_opts"]),
-        )
+    brain.fit(  # skipped by SpeechBrain with --test_only
+        brain.hparams.epoch_counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs=hparams["dataloader_opts"],
+        valid_loader_kwargs=hparams.get("dataloader_opts_valid", hparams["dataloader_opts"]),
+    )
     brain.evaluate(
         test_set,
         min_key="si-snr",

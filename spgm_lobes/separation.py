@@ -29,8 +29,8 @@ the re-summed mixture after speed perturbation). Training datasets with a
 ``set_epoch(epoch)`` method (dynamic mixing) get it called at every epoch start.
 
 Subclasses change the objective by overriding :meth:`SeparationBrain.compute_loss`
-and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics` and
-:meth:`SeparationBrain.write_test_results`.
+and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics`,
+:meth:`SeparationBrain.utterance_info` and :meth:`SeparationBrain.write_test_results`.
 """
 
 import csv
@@ -106,7 +106,7 @@ class SeparationBrain(sb.Brain):
         batch = batch.to(self.device)
         mix, lengths = batch.mix_sig
         targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
-        noise = batch.noise_sig.data if "noise_sig" in batch else None
+        noise = batch.noise_sig.data if hasattr(batch, "noise_sig") else None
         if stage == sb.Stage.TRAIN:
             with torch.no_grad():
                 if self._hp("use_speedperturb", False):
@@ -153,13 +153,16 @@ class SeparationBrain(sb.Brain):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
                 losses = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not torch.isfinite(losses).all():
+                self._skip_bad_step(losses)
+                return torch.tensor(0.0)
             if self._hp("threshold_byloss", True):
                 loss = threshold_loss(losses, self._hp("threshold", -30.0))
             else:
                 loss = losses.mean()
             if loss is None:  # every utterance is already above 30 dB: nothing to learn
                 return torch.tensor(0.0)
-            if not torch.isfinite(loss) or loss.item() > self._hp("loss_upper_lim", 999999):
+            if loss.item() > self._hp("loss_upper_lim", 999999):
                 self._skip_bad_step(loss)
                 return torch.tensor(0.0)
             self.scaler.scale(loss / self.grad_accumulation_factor).backward()
@@ -169,6 +172,7 @@ class SeparationBrain(sb.Brain):
         return loss.detach().cpu()
 
     def _skip_bad_step(self, loss):
+        loss = loss.detach().float().mean()
         self.skipped_steps += 1
         self.consecutive_bad_steps += 1
         for opt in self.optimizers_dict.values() if self.optimizers_dict else [self.optimizer]:
@@ -201,12 +205,17 @@ class SeparationBrain(sb.Brain):
         """Metrics of one utterance (tensors cut to its valid samples)."""
         return separation_metrics(est_source.float(), targets.float(), mix.float())
 
+    def utterance_info(self, batch, index):
+        """Extra descriptive columns of the test row of utterance ``index`` of
+        ``batch`` (none by default; e.g. source count and categories for GASS)."""
+        return {}
+
     def _collect_test_metrics(self, batch, outputs):
         est, targets, mix, lengths = outputs
         n = valid_samples(lengths, mix.shape[1])
         for i, snt_id in enumerate(batch.id):
             e, t, m = est[i, : n[i]].cpu(), targets[i, : n[i]].cpu(), mix[i, : n[i]].cpu()
-            row = {"snt_id": snt_id}
+            row = {"snt_id": snt_id, **self.utterance_info(batch, i)}
             row.update(self.utterance_metrics(e, t, m))
             self.test_rows.append(row)
             if self._hp("save_audio", False) and len(self.test_rows) <= self._hp("n_audio_to_save", 10):
@@ -232,6 +241,8 @@ class SeparationBrain(sb.Brain):
         columns = list(rows[0].keys()) if rows else ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
         metrics = [c for c in columns if c != "snt_id"]
         avg = {c: sum(r[c] for r in rows) / max(len(rows), 1) for c in metrics}
+        if not if_main_process():
+            return avg
         path = os.path.join(self.hparams.output_folder, "test_results.csv")
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
@@ -278,22 +289,12 @@ class SeparationBrain(sb.Brain):
                 self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_stats["si-snr"]}, min_keys=["si-snr"])
         elif stage == sb.Stage.TEST:
-            rows = _gather_rows(self.test_rows)
-            if if_main_process():
-                averages = self.write_test_results(rows)
-                self.hparams.train_logger.log_stats(
-                    stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                    test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},
-                )
-
-
-def _gather_rows(rows):
-    """All processes' test rows under DDP (each process tests a shard)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return rows
-    gathered = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, rows)
-    return [row for part in gathered for row in part]
+            # SpeechBrain evaluates the whole test set on every process: only the main one writes.
+            averages = self.write_test_results(self.test_rows)
+            self.hparams.train_logger.log_stats(  # a collective under DDP: every process calls it
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},
+            )
 
 
 def lr_floor_reached(lr, lr_min):

@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Speed and memory benchmark: SpeechBrain's Sepformer, SpeechBrain-built SPGM
+and spgm-lobes' fast SPGM, side by side in one run.
+
+Measures
+ * inference real-time factor (audio seconds / wall seconds) at 4 / 64 / 300 s;
+ * the longest input each model separates in one pass (300 / 1,200 / 3,600 s,
+   bfloat16) with its peak GPU memory;
+ * training throughput (audio seconds per second) on 4 s segments at batch
+   1 / 4 / 8: forward + backward (PIT SI-SNR loss) + Adam step;
+in float32 and bfloat16 (autocast). Every case is isolated: an out-of-memory
+or any other error is recorded in the table ("OOM", "error: ...") and the run
+goes on; a global time budget skips what is left once spent.
+
+Models (SPGM rows share one set of random weights, spgm-ap.yaml):
+ * ``sb-sepformer``: hparams/sepformer.yaml, plain SpeechBrain modules;
+ * ``sb-spgm``: hparams/spgm-ap.yaml, plain SpeechBrain modules;
+ * ``fast-spgm``: the same SPGM through :class:`spgm_lobes.fast.FastMaskNet`;
+ * ``fast-spgm-sliced``: the same SPGM through :func:`spgm_lobes.fast.separate`
+   (one pass, memory linear in length; inference only);
+ * ``fast-spgm-compiled`` (``--compile``): FastMaskNet under ``torch.compile``.
+
+Usage
+ python bench/speed.py --out results/speed            # GPU, about 5-8 minutes
+ python bench/speed.py --quick --out /tmp/speed       # CPU smoke test, tiny sizes
+
+Imports only torch, numpy, speechbrain, hyperpyyaml and spgm_lobes.
+"""
+
+import argparse
+import contextlib
+import gc
+import json
+import platform
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spgm_lobes.architectures import architecture_path  # noqa: E402
+from spgm_lobes.fast import FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+
+SAMPLE_RATE = 8000
+TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+
+FULL = {
+    "infer_seconds": (4, 64, 300),
+    "long_seconds": (300, 1200, 3600),
+    "train_seconds": 4,
+    "train_batches": (1, 4, 8),
+    "max_reps": 5,
+    "case_budget_s": 12.0,
+    "case_timeout_s": 90.0,
+    "train_steps": 6,
+}
+QUICK = {
+    "infer_seconds": (0.1, 0.2, 0.4),
+    "long_seconds": (0.5, 1.0, 2.0),
+    "train_seconds": 0.1,
+    "train_batches": (1, 2),
+    "max_reps": 1,
+    "case_budget_s": 1.0,
+    "case_timeout_s": 30.0,
+    "train_steps": 1,
+}
+
+
+class Skipped(Exception):
+    """A case not run (time budget or predicted too slow)."""
+
+
+class CaseTimeout(Exception):
+    """A case that ran past its hard time limit."""
+
+
+@contextlib.contextmanager
+def hard_timeout(seconds):
+    """Raises :class:`CaseTimeout` in the main thread after ``seconds`` (Unix;
+    a no-op elsewhere). A running kernel finishes first; Python code between
+    kernels is interrupted."""
+    usable = seconds and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise CaseTimeout(f"timeout (> {seconds:.0f} s)")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def build_modules(name, quick, device):
+    """``{encoder, masknet, decoder}`` of architecture ``name`` on ``device``."""
+    overrides = dict(TINY) if quick else {}
+    if quick and name == "sepformer":
+        overrides["inter_layers"] = 1
+    with open(architecture_path(name)) as f:
+        hparams = load_hyperpyyaml(f, overrides=overrides)
+    return {k: v.to(device) for k, v in hparams["modules"].items()}
+
+
+class Model:
+    """One benchmarked configuration: how it separates and how it trains."""
+
+    def __init__(self, name, modules, masknet=None, sliced=False, compiled=False):
+        self.name = name
+        self.compiled = compiled
+        self.encoder, self.decoder = modules["encoder"], modules["decoder"]
+        self.masknet = masknet if masknet is not None else modules["masknet"]
+        self.sliced = sliced
+        self.num_spks = modules["masknet"].num_spks
+
+    def parameters(self):
+        for module in (self.encoder, self.masknet, self.decoder):
+            yield from module.parameters()
+
+    def train(self, mode=True):
+        for module in (self.encoder, self.masknet, self.decoder):
+            module.train(mode)
+
+    def forward(self, mix):
+        """``[B, T]`` -> ``[B, T, num_spks]`` (SepformerSeparation.separate_batch's computation)."""
+        mix_w = self.encoder(mix)
+        masks = self.masknet(mix_w)
+        est = torch.stack([self.decoder(mix_w * masks[i]) for i in range(self.num_spks)], dim=-1)
+        if est.dim() == 2:  # SpeechBrain's Decoder squeezes a batch of one
+            est = est.unsqueeze(0)
+        T = mix.shape[1]
+        if est.shape[1] < T:
+            return torch.nn.functional.pad(est, (0, 0, 0, T - est.shape[1]))
+        return est[:, :T]
+
+    def separate(self, mix, dtype):
+        """Inference in ``dtype`` (float32, or bfloat16 autocast)."""
+        if self.sliced:
+            return separate(self.encoder, self.masknet, self.decoder, mix, dtype=dtype, compiled=self.compiled)
+        with torch.inference_mode(), autocast(mix.device, dtype):
+            return self.forward(mix)
+
+
+def autocast(device, dtype):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device):
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return None
+
+
+def describe_error(exc):
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+        return "OOM"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return "error: " + first[:120].replace("|", "/")
+
+
+def run_case(record, fn, device, timeout_s=None):
+    """Runs ``fn(record)`` in isolation (OOM, errors and a hard timeout are
+    recorded in ``record['status']``, never raised)."""
+    reset_peak(device)
+    try:
+        with hard_timeout(timeout_s):
+            fn(record)
+        record["status"] = "ok"
+    except Skipped as exc:
+        record["status"] = f"skipped ({exc})"
+    except CaseTimeout as exc:
+        record["status"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - every failure must be recorded, not crash the run
+        record["status"] = describe_error(exc)
+    finally:
+        record["peak_gib"] = peak_gib(device) if record.get("status") == "ok" else None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(f"  {record}", flush=True)
+    return record
+
+
+def timed(fn, device):
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+class Bench:
+    """Runs every case, keeps the records and renders the tables."""
+
+    def __init__(self, args):
+        self.args = args
+        self.cfg = QUICK if args.quick else FULL
+        self.device = torch.device(args.device)
+        self.deadline = time.monotonic() + args.budget_s
+        self.records = []
+        self.info = {}
+
+    def case(self, rec, fn):
+        """Runs one case with the hard per-case time limit."""
+        return run_case(rec, fn, self.device, timeout_s=self.cfg["case_timeout_s"])
+
+    def check_time(self, predicted=0.0):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Skipped("time budget spent")
+        if not self.args.quick and predicted > min(left, 3 * self.cfg["case_budget_s"]):
+            raise Skipped(f"predicted {predicted:.0f} s")
+
+    def mixture(self, batch, seconds, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        return (0.1 * torch.randn(batch, int(seconds * SAMPLE_RATE), generator=g)).to(self.device)
+
+    # ---- inference -------------------------------------------------------------------------
+    def run_inference(self, models):
+        for model in models:
+            for dtype in (torch.float32, torch.bfloat16):
+                last = None  # (wall seconds of one run, audio seconds) of the previous length
+                for seconds in self.cfg["infer_seconds"]:
+                    rec = {"section": "inference", "model": model.name, "dtype": dtype_name(dtype), "seconds": seconds}
+
+                    def fn(rec, model=model, dtype=dtype, seconds=seconds, last=last):
+                        self.check_time(2 * last[0] * seconds / last[1] if last else 0.0)
+                        mix = self.mixture(1, seconds)
+                        spent, _ = timed(lambda: model.separate(mix, dtype), self.device)  # warm-up
+                        times = []
+                        while len(times) < self.cfg["max_reps"] and (not times or spent < self.cfg["case_budget_s"]):
+                            t, _ = timed(lambda: model.separate(mix, dtype), self.device)
+                            times.append(t)
+                            spent += t
+                        rec["seconds_median"] = float(np.median(times))
+                        rec["reps"] = len(times)
+                        rec["rtf"] = seconds / rec["seconds_median"]
+
+                    self.records.append(self.case(rec, fn))
+                    if rec["status"] == "ok":
+                        last = (rec["seconds_median"], seconds)
+
+    # ---- longest input in one pass -------------------------------------------------------------
+    def run_long(self, models):
+        dtype = torch.bfloat16
+        for model in models:
+            failed = False
+            last = None
+            for seconds in self.cfg["long_seconds"]:
+                rec = {"section": "long", "model": model.name, "dtype": dtype_name(dtype), "seconds": seconds}
+                if failed:
+                    rec["status"] = "skipped (shorter input failed)"
+                    self.records.append(rec)
+                    continue
+
+                def fn(rec, model=model, seconds=seconds, last=last):
+                    self.check_time(last[0] * seconds / last[1] if last else 0.0)
+                    mix = self.mixture(1, seconds)
+                    t, est = timed(lambda: model.separate(mix, dtype), self.device)
+                    if not torch.isfinite(est).all():
+                        raise RuntimeError("non-finite output")
+                    rec["seconds_wall"] = t
+                    rec["rtf"] = seconds / t
+                    if model.sliced:
+                        estimate = estimate_separate_memory(model.encoder, model.masknet, mix.shape[1], dtype=dtype)
+                        rec["estimate_gib"] = estimate / 2**30
+
+                self.records.append(self.case(rec, fn))
+                failed = rec["status"] == "OOM" or rec["status"].startswith("error")
+                last = (rec.get("seconds_wall"), seconds) if not failed else last
+
+    # ---- training --------------------------------------------------------------------------
+    def run_training(self, models):
+        seconds = self.cfg["train_seconds"]
+        for model in models:
+            for dtype in (torch.float32, torch.bfloat16):
+                for batch in self.cfg["train_batches"]:
+                    rec = {
+                        "section": "training",
+                        "model": model.name,
+                        "dtype": dtype_name(dtype),
+                        "batch": batch,
+                        "seconds": seconds,
+                    }
+
+                    def fn(rec, model=model, batch=batch, dtype=dtype):
+                        self.check_time()
+                        model.train()
+                        optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+                        sources = self.mixture(batch * model.num_spks, seconds, seed=batch)
+                        targets = sources.view(batch, model.num_spks, -1).transpose(1, 2)  # [B, T, C]
+                        mix = targets.sum(-1)
+
+                        def step():
+                            optimizer.zero_grad(set_to_none=True)
+                            with autocast(self.device, dtype):
+                                est = model.forward(mix)
+                            loss = get_si_snr_with_pitwrapper(targets, est.float()).mean()
+                            loss.backward()
+                            optimizer.step()
+                            return loss.detach()
+
+                        try:
+                            for _ in range(1 if self.args.quick else 2):  # warm-up
+                                timed(step, self.device)
+                            times = []
+                            while len(times) < self.cfg["train_steps"] and (
+                                sum(times) < self.cfg["case_budget_s"] or len(times) < 2
+                            ):
+                                t, loss = timed(step, self.device)
+                                times.append(t)
+                            if not torch.isfinite(loss):
+                                raise RuntimeError("non-finite loss")
+                        finally:
+                            model.train(False)
+                        rec["seconds_per_step"] = float(np.median(times))
+                        rec["audio_s_per_s"] = batch * seconds / rec["seconds_per_step"]
+
+                    self.records.append(self.case(rec, fn))
+
+    # ---- equivalence sanity check -------------------------------------------------------------
+    def check_equivalence(self, plain, fast):
+        mix = self.mixture(1, self.cfg["infer_seconds"][0], seed=7)
+        out = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            try:
+                with hard_timeout(2 * self.cfg["case_timeout_s"]):
+                    ref = plain.separate(mix, torch.float32)
+                    est = fast.separate(mix, dtype)
+                out[dtype_name(dtype)] = float((est.float() - ref).norm() / ref.norm())
+            except Exception as exc:  # noqa: BLE001
+                out[dtype_name(dtype)] = describe_error(exc)
+        return out
+
+    def run(self):
+        args, device = self.args, self.device
+        torch.manual_seed(0)
+        self.info = {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "quick": args.quick,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None,
+        }
+        try:
+            import speechbrain
+
+            self.info["speechbrain"] = speechbrain.__version__
+        except AttributeError:
+            pass
+        print(f"# speed benchmark on {self.info['device']} (torch {torch.__version__})", flush=True)
+        sepformer = build_modules("sepformer", args.quick, device)
+        spgm = build_modules("spgm-ap", args.quick, device)
+        for modules in (sepformer, spgm):
+            for m in modules.values():
+                m.eval()
+        fast = FastMaskNet(spgm["masknet"])
+        models = [
+            Model("sb-sepformer", sepformer),
+            Model("sb-spgm", spgm),
+            Model("fast-spgm", spgm, masknet=fast),
+            Model("fast-spgm-sliced", spgm, sliced=True),
+        ]
+        if args.compile:
+            models += [
+                Model("fast-spgm-compiled", spgm, masknet=FastMaskNet(spgm["masknet"], compile=True)),
+                Model("fast-spgm-sliced-compiled", spgm, sliced=True, compiled=True),
+            ]
+        if args.models:
+            unknown = set(args.models) - {m.name for m in models}
+            if unknown:
+                raise SystemExit(f"Unknown --models {sorted(unknown)}; choose from {[m.name for m in models]}")
+            models = [m for m in models if m.name in args.models]
+        reference = Model("sb-spgm", spgm)
+        self.info["equivalence_vs_sb_spgm"] = {
+            m.name: self.check_equivalence(reference, m) for m in models if m.name.startswith("fast-spgm")
+        }
+        self.info["equivalence_vs_sb_spgm"]["sb-spgm"] = self.check_equivalence(reference, reference)
+        print(f"  equivalence (relative error vs sb-spgm fp32): {self.info['equivalence_vs_sb_spgm']}", flush=True)
+        plain = [m for m in models if m.name.startswith("sb-")]
+        one_pass = plain + [m for m in models if m.sliced] + [m for m in models if not m.sliced and m not in plain]
+        trainable = [m for m in models if not m.sliced]
+        print("## inference", flush=True)
+        self.run_inference(models)
+        print("## longest input in one pass", flush=True)
+        self.run_long(one_pass)
+        print("## training", flush=True)
+        self.run_training(trainable)
+        return self.records
+
+    # ---- report -----------------------------------------------------------------------------
+    def markdown(self):
+        cfg = self.cfg
+        lines = [f"Device: {self.info.get('device')}, torch {self.info.get('torch')}"]
+        eq = self.info.get("equivalence_vs_sb_spgm", {})
+        if eq:
+            lines.append(f"Relative error vs sb-spgm (fp32 reference): {json.dumps(eq)}")
+        lines += [
+            "",
+            "### Inference speed (× real time; wall seconds; peak GiB)",
+            "",
+            "| model | dtype | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["infer_seconds"]) + " |",
+            "|---|---|" + "---|" * len(cfg["infer_seconds"]),
+        ]
+        for (model, dtype), recs in group(self.records, "inference", ("model", "dtype")):
+            cells = [self.cell(r, "rtf", "seconds_median") for r in sorted(recs, key=lambda r: r["seconds"])]
+            lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "### Longest input in one pass (bf16; × real time; wall seconds; peak GiB)",
+            "",
+            "| model | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["long_seconds"]) + " |",
+            "|---|" + "---|" * len(cfg["long_seconds"]),
+        ]
+        for (model,), recs in group(self.records, "long", ("model",)):
+            cells = [self.cell(r, "rtf", "seconds_wall") for r in sorted(recs, key=lambda r: r["seconds"])]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB)",
+            "",
+            "| model | dtype | " + " | ".join(f"batch {b}" for b in cfg["train_batches"]) + " |",
+            "|---|---|" + "---|" * len(cfg["train_batches"]),
+        ]
+        for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
+            cells = [self.cell(r, "audio_s_per_s", None) for r in sorted(recs, key=lambda r: r["batch"])]
+            lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def cell(rec, value_key, seconds_key):
+        if rec.get("status") != "ok":
+            return rec.get("status", "?")
+        text = f"{rec[value_key]:.0f}" + ("×" if value_key == "rtf" else "")
+        extra = []
+        if seconds_key:
+            extra.append(f"{rec[seconds_key]:.3g} s")
+        if rec.get("peak_gib") is not None:
+            extra.append(f"{rec['peak_gib']:.1f} GiB")
+        return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def group(records, section, keys):
+    out = {}
+    for rec in records:
+        if rec["section"] == section:
+            out.setdefault(tuple(rec[k] for k in keys), []).append(rec)
+    return list(out.items())
+
+
+def fmt_s(seconds):
+    return f"{seconds:g}"
+
+
+def dtype_name(dtype):
+    return {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CPU smoke test with tiny models and inputs")
+    parser.add_argument("--out", type=Path, default=None, help="folder for speed.md and speed.json")
+    parser.add_argument("--device", default=None, help="default: cuda when available (cpu with --quick)")
+    parser.add_argument("--budget-s", type=float, default=None, help="global time budget (default 420, quick 60)")
+    parser.add_argument(
+        "--compile", action="store_true", help="add the torch.compile rows (fast-spgm[-sliced]-compiled)"
+    )
+    parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="comma-separated subset of rows")
+    args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
+    if args.budget_s is None:
+        args.budget_s = 60.0 if args.quick else 420.0
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.quick:
+        torch.set_num_threads(1)
+    bench = Bench(args)
+    start = time.monotonic()
+    bench.run()
+    table = bench.markdown()
+    print()
+    print(table)
+    print(f"total {time.monotonic() - start:.0f} s")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speed.md").write_text(table)
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in bench.cfg.items()}
+        payload = {"info": bench.info, "config": config, "records": bench.records}
+        (args.out / "speed.json").write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {args.out / 'speed.md'} and {args.out / 'speed.json'}")
+    return bench
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Dynamic mixing for general audio source separation (GASS: speech, music and sound events).
+
+Sources come from category folders (``<data_folder>/<category>/**`` with any audio files at any sample rate) or
+from a CSV manifest (``path,category[,split]``). Every item of :class:`GASSMixer` is a new mixture of 1 to
+``max_sources`` sources built on the fly:
+
+* the number of sources is drawn uniformly in ``[min_sources, max_sources]``, the category of each source from
+  ``category_weights`` (default: uniform over the categories present) and the file uniformly in its category;
+* with probability ``background_prob`` (only for mixtures of 2 sources or more) the first source is a
+  *background*: a category from ``background_categories`` spanning the whole mixture (a file shorter than the
+  mixture is looped) at a gain drawn in ``background_gain_db``;
+* the other sources are *foregrounds*: a random crop lasting between ``min_foreground_fraction`` of the mixture and
+  all of it, starting at a random offset, at a gain drawn in ``foreground_gain_db``;
+* gains are in dB relative to ``reference_level_db`` dBFS RMS (each crop is RMS-normalised over its active part
+  first); when the mixture would clip, the mixture and all sources are scaled down together, so the mixture is
+  always the sum of its sources;
+* silence-aware selection: a crop whose RMS is below ``silence_threshold_db`` dBFS is redrawn (another file and
+  offset of the same category), at most ``max_retries`` times, then a :class:`RuntimeError` names the category and
+  the files tried;
+* deterministic: item ``index`` of epoch ``epoch`` uses the random generator seeded with ``(seed, epoch, index)``,
+  so the mixtures do not depend on the number of dataloader workers nor on the order the items are read.
+  :meth:`GASSMixer.set_epoch` (called by the Brain at the start of each training epoch) draws new mixtures.
+
+Items are dictionaries with ``id``, ``mix_sig`` and ``s1_sig`` ... ``s<num_outputs>_sig`` (zeros for absent
+sources), ``num_sources`` and ``categories`` (the categories of ``s1``, ``s2``, ... joined by ``+``).
+
+Example
+-------
+>>> import numpy as np, soundfile as sf, tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> for category in ("speech", "music", "sfx"):
+...     (root / category).mkdir()
+...     sf.write(root / category / "a.wav", np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+>>> mixer = GASSMixer(find_category_files(root), num_items=4, sample_rate=8000, segment_seconds=0.5, seed=1)
+>>> item = mixer[0]
+>>> item["mix_sig"].shape, item["s4_sig"].shape
+(torch.Size([4000]), torch.Size([4000]))
+>>> bool(torch.allclose(item["mix_sig"], sum(item[f"s{k}_sig"] for k in range(1, 5)), atol=1e-6))
+True
+"""
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from .dynamic_mixing import EpochSeededDataset
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CATEGORIES = ("speech", "music", "sfx")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+
+
+def find_category_files(data_folder, categories=DEFAULT_CATEGORIES, extensions=AUDIO_EXTENSIONS):
+    """Lists the audio files of every ``<data_folder>/<category>/**`` folder (sorted, recursive).
+
+    Categories whose folder is missing are left out; a folder that exists without audio files is an error.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "music" / "jazz").mkdir(parents=True)
+    >>> _ = (root / "music" / "jazz" / "x.flac").write_bytes(b"")
+    >>> {k: [p.name for p in v] for k, v in find_category_files(root).items()}
+    {'music': ['x.flac']}
+    """
+    data_folder = Path(data_folder)
+    if not data_folder.is_dir():
+        raise FileNotFoundError(f"GASS data folder {data_folder} does not exist.")
+    extensions = tuple(e.lower() for e in extensions)
+    files = {}
+    for category in categories:
+        folder = data_folder / category
+        if not folder.is_dir():
+            continue
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        if not found:
+            raise FileNotFoundError(f"Category folder {folder} has no audio files ({', '.join(extensions)}).")
+        files[category] = found
+    if not files:
+        raise FileNotFoundError(
+            f"No category folder found in {data_folder}: expected one or more of {', '.join(categories)}."
+        )
+    return files
+
+
+def read_manifest(manifest, split=None):
+    """Reads a CSV manifest with columns ``path,category`` (and optionally ``split``).
+
+    Relative paths are resolved against the manifest's folder. With ``split`` given, only the rows of that split
+    are kept (the manifest must then have a ``split`` column). Returns ``{category: [paths]}``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (root / "m.csv").write_text("path,category,split\\na.wav,speech,train\\nb.wav,music,test\\n")
+    >>> {k: [p.name for p in v] for k, v in read_manifest(root / "m.csv", split="train").items()}
+    {'speech': ['a.wav']}
+    """
+    manifest = Path(manifest)
+    files = {}
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "category"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"Manifest {manifest} lacks the column(s) {', '.join(sorted(missing))}.")
+        if split is not None and "split" not in reader.fieldnames:
+            raise ValueError(f"Manifest {manifest} has no 'split' column, cannot select split {split!r}.")
+        for line, row in enumerate(reader, start=2):
+            if split is not None and row["split"] != split:
+                continue
+            if not row["path"] or not row["category"]:
+                raise ValueError(f"Manifest {manifest}, line {line}: empty path or category.")
+            path = Path(row["path"])
+            files.setdefault(row["category"], []).append(path if path.is_absolute() else manifest.parent / path)
+    if not files:
+        raise ValueError(f"Manifest {manifest} has no rows" + (f" for split {split!r}." if split else "."))
+    return files
+
+
+def split_category_files(files, valid_fraction=0.1, test_fraction=0.1, seed=0):
+    """Splits ``{category: [paths]}`` into disjoint train / valid / test file lists per category.
+
+    Each category is shuffled with ``seed`` and keeps at least one file in every split, so every category needs 3
+    files or more (use a manifest with a ``split`` column otherwise).
+
+    Example
+    -------
+    >>> splits = split_category_files({"speech": [f"{i}.wav" for i in range(10)]})
+    >>> [len(splits[s]["speech"]) for s in ("train", "valid", "test")]
+    [8, 1, 1]
+    """
+    splits = {"train": {}, "valid": {}, "test": {}}
+    rng = np.random.default_rng(seed)
+    for category, paths in files.items():
+        paths = sorted(paths)
+        if len(paths) < 3:
+            raise ValueError(
+                f"Category {category!r} has {len(paths)} file(s); splitting into train/valid/test needs 3 or more "
+                "(or give a manifest with a 'split' column)."
+            )
+        order = rng.permutation(len(paths))
+        n_valid = max(1, round(valid_fraction * len(paths)))
+        n_test = max(1, round(test_fraction * len(paths)))
+        n_train = len(paths) - n_valid - n_test
+        if n_train < 1:
+            raise ValueError(f"Category {category!r}: no file left for training with {len(paths)} files.")
+        shuffled = [paths[i] for i in order]
+        splits["valid"][category] = shuffled[:n_valid]
+        splits["test"][category] = shuffled[n_valid : n_valid + n_test]
+        splits["train"][category] = shuffled[n_valid + n_test :]
+    return splits
+
+
+class GASSMixer(EpochSeededDataset):
+    """Dataset drawing a new mixture of 1 to ``max_sources`` sources for every index (see the module docstring).
+
+    Arguments
+    ---------
+    files : dict
+        ``{category: [audio paths]}``, e.g. from :func:`find_category_files` or :func:`read_manifest`.
+    num_items : int
+        Number of mixtures per epoch.
+    sample_rate : int
+        Output sample rate; files at other rates are resampled with torchaudio.
+    segment_seconds : float
+        Mixture duration.
+    min_sources, max_sources : int
+        Range of the number of sources per mixture (both included).
+    num_outputs : int
+        Number of ``s<k>_sig`` targets (absent sources are zeros); at least ``max_sources``.
+    category_weights : dict, optional
+        Relative probability of each category (default uniform over the categories in ``files``).
+    background_prob : float
+        Probability that a mixture of 2 sources or more has a background source (default 0.5).
+    background_categories : tuple
+        Categories a background may come from (default music and sfx; those absent from ``files`` are ignored).
+    foreground_gain_db, background_gain_db : tuple
+        Ranges (dB, relative to ``reference_level_db``) of the foreground (default -5..5 dB) and background
+        (default -15..-5 dB) gains.
+    min_foreground_fraction : float
+        Shortest foreground as a fraction of the mixture (default 0.5).
+    reference_level_db : float
+        RMS level (dBFS) of a source at 0 dB gain (default -25).
+    silence_threshold_db : float
+        A crop whose RMS is below this level (dBFS) is near-silent and redrawn (default -60).
+    max_retries : int
+        Draws per source before giving up on near-silent crops (default 10).
+    seed : int
+        Base seed; item ``index`` of epoch ``e`` is seeded with ``(seed, e, index)``.
+    name : str
+        Prefix of the item ids.
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf, tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "sfx").mkdir()
+    >>> sf.write(root / "sfx" / "n.wav", np.random.default_rng(0).normal(0, 0.1, 8000), 8000)
+    >>> mixer = GASSMixer({"sfx": [root / "sfx" / "n.wav"]}, 2, 8000, 0.25, min_sources=2, max_sources=2)
+    >>> item = mixer[1]
+    >>> item["num_sources"], item["categories"], float(item["s3_sig"].abs().sum())
+    (2, 'sfx+sfx', 0.0)
+    """
+
+    def __init__(
+        self,
+        files,
+        num_items,
+        sample_rate=8000,
+        segment_seconds=4.0,
+        min_sources=1,
+        max_sources=4,
+        num_outputs=4,
+        category_weights=None,
+        background_prob=0.5,
+        background_categories=("music", "sfx"),
+        foreground_gain_db=(-5.0, 5.0),
+        background_gain_db=(-15.0, -5.0),
+        min_foreground_fraction=0.5,
+        reference_level_db=-25.0,
+        silence_threshold_db=-60.0,
+        max_retries=10,
+        seed=0,
+        name="gass",
+    ):
+        if not files or not any(files.values()):
+            raise ValueError("GASSMixer needs at least one category with audio files.")
+        if not 1 <= min_sources <= max_sources <= num_outputs:
+            raise ValueError(
+                f"Need 1 <= min_sources ({min_sources}) <= max_sources ({max_sources}) <= num_outputs ({num_outputs})."
+            )
+        gain_ranges = {"foreground_gain_db": foreground_gain_db, "background_gain_db": background_gain_db}
+        for label, (low, high) in gain_ranges.items():
+            if low > high:
+                raise ValueError(f"{label} range ({low}, {high}) is reversed.")
+        if not 0.0 < min_foreground_fraction <= 1.0:
+            raise ValueError(f"min_foreground_fraction must be in (0, 1], got {min_foreground_fraction}.")
+        if max_retries < 1:
+            raise ValueError(f"max_retries must be >= 1, got {max_retries}.")
+        super().__init__(num_items, seed)
+        self.files = {c: [Path(p) for p in paths] for c, paths in files.items() if paths}
+        self.categories = sorted(self.files)
+        weights = category_weights or {c: 1.0 for c in self.categories}
+        unknown = set(weights) - set(self.files)
+        if category_weights and unknown:
+            logger.warning("GASSMixer: no files for weighted categories %s; they are ignored.", sorted(unknown))
+        probs = np.array([float(weights.get(c, 0.0)) for c in self.categories])
+        if probs.sum() <= 0 or (probs < 0).any():
+            raise ValueError(f"category_weights {category_weights} give no positive weight to {self.categories}.")
+        self.category_probs = probs / probs.sum()
+        self.background_categories = [c for c in self.categories if c in set(background_categories)]
+        self.sample_rate = int(sample_rate)
+        self.segment_length = int(round(segment_seconds * sample_rate))
+        self.min_sources = int(min_sources)
+        self.max_sources = int(max_sources)
+        self.num_outputs = int(num_outputs)
+        self.background_prob = float(background_prob)
+        self.foreground_gain_db = tuple(float(g) for g in foreground_gain_db)
+        self.background_gain_db = tuple(float(g) for g in background_gain_db)
+        self.min_foreground_fraction = float(min_foreground_fraction)
+        self.reference_level_db = float(reference_level_db)
+        self.silence_threshold_db = float(silence_threshold_db)
+        self.max_retries = int(max_retries)
+        self.name = name
+        self._info_cache = {}
+        self._resamplers = {}
+
+    def _frames_and_rate(self, path):
+        if path not in self._info_cache:
+            try:
+                info = sf.info(str(path))
+            except Exception as error:  # soundfile raises several types for unreadable files
+                raise RuntimeError(f"Cannot read audio file {path}: {error}") from error
+            if info.frames == 0:
+                raise RuntimeError(f"Audio file {path} is empty.")
+            self._info_cache[path] = (info.frames, info.samplerate)
+        return self._info_cache[path]
+
+    def _read_crop(self, path, length, rng, loop):
+        """Reads ``length`` output samples of ``path`` from a random offset (looped when ``loop`` and too short)."""
+        frames, rate = self._frames_and_rate(path)
+        native = int(math.ceil(length * rate / self.sample_rate)) + 1
+        start = int(rng.integers(0, frames - native + 1)) if frames > native else 0
+        audio, _ = sf.read(str(path), start=start, stop=min(frames, start + native), dtype="float32", always_2d=True)
+        audio = torch.from_numpy(audio.mean(axis=1))
+        if loop and audio.numel() < native:
+            audio = audio.repeat(int(math.ceil(native / audio.numel())))[:native]
+        if rate != self.sample_rate:
+            if rate not in self._resamplers:  # building the filter costs more than applying it: keep one per rate
+                self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.sample_rate)
+            audio = self._resamplers[rate](audio)
+        return audio[:length]
+
+    def _draw_source(self, category, length, rng, loop):
+        tried = []
+        files = self.files[category]
+        for _ in range(self.max_retries):
+            path = files[int(rng.integers(len(files)))]
+            crop = self._read_crop(path, length, rng, loop)
+            rms = crop.pow(2).mean().sqrt().item() if crop.numel() else 0.0
+            if rms > 0 and 20 * math.log10(rms) >= self.silence_threshold_db:
+                return crop / rms
+            tried.append(str(path))
+        raise RuntimeError(
+            f"GASSMixer: {self.max_retries} crops of category {category!r} were all near-silent "
+            f"(RMS < {self.silence_threshold_db} dBFS); files tried: {', '.join(sorted(set(tried)))}. "
+            "Remove silent files or lower silence_threshold_db."
+        )
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.num_items:
+            raise IndexError(f"Index {index} out of range for {self.num_items} mixtures.")
+        rng = self.rng(index)
+        length = self.segment_length
+        num_sources = int(rng.integers(self.min_sources, self.max_sources + 1))
+        with_background = num_sources > 1 and self.background_categories and rng.random() < self.background_prob
+        reference = 10 ** (self.reference_level_db / 20)
+        sources, categories = [], []
+        for k in range(num_sources):
+            source = torch.zeros(length)
+            if k == 0 and with_background:
+                category = self.background_categories[int(rng.integers(len(self.background_categories)))]
+                gain_db = rng.uniform(*self.background_gain_db)
+                source[:] = self._draw_source(category, length, rng, loop=True)
+            else:
+                category = self.categories[int(rng.choice(len(self.categories), p=self.category_probs))]
+                gain_db = rng.uniform(*self.foreground_gain_db)
+                duration = int(rng.integers(int(math.ceil(self.min_foreground_fraction * length)), length + 1))
+                crop = self._draw_source(category, duration, rng, loop=False)
+                offset = int(rng.integers(0, length - crop.numel() + 1))
+                source[offset : offset + crop.numel()] = crop
+            sources.append(source * (reference * 10 ** (gain_db / 20)))
+            categories.append(category)
+        order = rng.permutation(num_sources)
+        sources = [sources[i] for i in order]
+        categories = [categories[i] for i in order]
+        stacked = torch.stack(sources)
+        mixture = stacked.sum(0)
+        peak = mixture.abs().max().item()
+        if peak > 0.99:
+            stacked = stacked * (0.99 / peak)
+            mixture = stacked.sum(0)
+        item = {"id": f"{self.name}_e{self.epoch}_{index:06d}", "mix_sig": mixture}
+        for k in range(self.num_outputs):
+            item[f"s{k + 1}_sig"] = stacked[k] if k < num_sources else torch.zeros(length)
+        item["num_sources"] = num_sources
+        item["categories"] = "+".join(categories)
+        return item

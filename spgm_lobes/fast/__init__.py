@@ -1,0 +1,23 @@
+"""Fast execution path of the dual-path mask networks.
+
+* :class:`FastMaskNet` / :func:`fast_masknet_forward`: same function as a
+  SpeechBrain ``Dual_Path_Model`` (same parameters, same ``state_dict`` keys),
+  with fused SDPA attention and a channel-last layout; differentiable.
+* :func:`separate`: encoder + mask network + decoder over an input of any
+  length in one pass, with memory linear in length.
+"""
+
+from .layers import transformer_block_forward, unsupported_transformer_reason
+from .long import estimate_separate_memory, separate
+from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
+
+__all__ = [
+    "estimate_separate_memory",
+    "FastMaskNet",
+    "fast_masknet_forward",
+    "separate",
+    "transformer_block_forward",
+    "unsupported_masknet_reason",
+    "unsupported_transformer_reason",
+    "use_fast_masknet",
+]

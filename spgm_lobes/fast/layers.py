@@ -1,0 +1,203 @@
+"""Fused forward passes of SpeechBrain transformer blocks, computed on the
+blocks' own parameters.
+
+Every function here takes a SpeechBrain module and reads its weights at call
+time (nothing is copied), so a module trained with the fast path and one
+trained with the plain path are interchangeable. The computation is the one of
+:class:`speechbrain.lobes.models.dual_path.SBTransformerBlock`:
+
+* positional encoding added once at the block input;
+* per layer (``normalize_before=True``): ``x + att(LN1(x))`` then
+  ``x + FFN(LN2(x))`` (post-norm is supported too);
+* a final ``LayerNorm``.
+
+Attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`
+(flash / memory-efficient kernels on the GPU, no attention-weight tensors), on
+``in_proj_weight`` / ``out_proj`` of SpeechBrain's ``MultiheadAttention``.
+Dropout modules are the blocks' own, so train/eval behaviour follows the module;
+attention dropout is applied by SDPA with the same probability (same
+distribution, different random draws).
+
+Authors
+ * spgm-lobes contributors 2026
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from speechbrain.lobes.models.dual_path import SBTransformerBlock
+from speechbrain.lobes.models.transformer.Transformer import TransformerEncoderLayer
+from speechbrain.nnet.attention import MultiheadAttention, PositionalwiseFeedForward
+
+
+def unsupported_transformer_reason(block):
+    """Why ``block`` cannot use :func:`transformer_block_forward` (``None`` if it can).
+
+    Example
+    -------
+    >>> unsupported_transformer_reason(SBTransformerBlock(1, 16, 2, d_ffn=32)) is None
+    True
+    >>> unsupported_transformer_reason(torch.nn.Identity())
+    'Identity is not an SBTransformerBlock'
+    """
+    if not isinstance(block, SBTransformerBlock):
+        return f"{type(block).__name__} is not an SBTransformerBlock"
+    mdl = block.mdl
+    if getattr(mdl, "layerdrop_prob", 0.0) != 0.0:
+        return "layerdrop is not supported"
+    for layer in mdl.layers:
+        if not isinstance(layer, TransformerEncoderLayer):
+            return f"{type(layer).__name__} is not a TransformerEncoderLayer"
+        if not isinstance(layer.self_att, MultiheadAttention):
+            return f"attention {type(layer.self_att).__name__} is not regularMHA"
+        att = layer.self_att.att
+        if not att._qkv_same_embed_dim or att.bias_k is not None or att.add_zero_attn or att.in_proj_bias is None:
+            return "MultiheadAttention with kdim/vdim, bias_kv, zero_attn or no bias is not supported"
+        if not isinstance(layer.pos_ffn, PositionalwiseFeedForward):
+            return "only the regular position-wise feed-forward is supported"
+    return None
+
+
+def positional_encoding(pos_enc, length):
+    """Rows ``[0, length)`` of a SpeechBrain ``PositionalEncoding``, ``[length, N]``.
+
+    Lengths beyond the stored table (``max_len``, 2,500) are extended with the
+    same sinusoid formula instead of failing; the stored rows are kept as they
+    are.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.transformer.Transformer import PositionalEncoding
+    >>> pe = PositionalEncoding(16, max_len=10)
+    >>> torch.equal(positional_encoding(pe, 7), pe.pe[0, :7])
+    True
+    >>> long = positional_encoding(pe, 30)
+    >>> long.shape, torch.equal(long[:10], pe.pe[0])
+    (torch.Size([30, 16]), True)
+    """
+    table = pos_enc.pe[0]
+    if length <= table.shape[0]:
+        return table[:length]
+    n = table.shape[1]
+    positions = torch.arange(0, length, device=table.device).unsqueeze(1).float()
+    denominator = torch.exp(torch.arange(0, n, 2, device=table.device).float() * -(math.log(10000.0) / n))
+    extended = torch.zeros(length, n, device=table.device, dtype=table.dtype)
+    extended[:, 0::2] = torch.sin(positions * denominator)
+    extended[:, 1::2] = torch.cos(positions * denominator)
+    extended[: table.shape[0]] = table
+    return extended
+
+
+def self_attention(mha, x):
+    """Self-attention of SpeechBrain's ``MultiheadAttention`` ``mha`` on ``x``
+    ``[M, T, E]`` with fused SDPA; returns ``[M, T, E]``.
+
+    Example
+    -------
+    >>> mha = MultiheadAttention(nhead=2, d_model=16).eval()
+    >>> x = torch.randn(3, 5, 16)
+    >>> torch.allclose(self_attention(mha, x), mha(x, x, x)[0], atol=1e-5)
+    True
+    """
+    att = mha.att
+    M, T, E = x.shape
+    H = att.num_heads
+    qkv = F.linear(x, att.in_proj_weight, att.in_proj_bias)
+    q, k, v = qkv.view(M, T, 3, H, E // H).permute(2, 0, 3, 1, 4).unbind(0)
+    dropout_p = att.dropout if (mha.training and att.dropout > 0) else 0.0
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    out = out.transpose(1, 2).reshape(M, T, E)
+    return F.linear(out, att.out_proj.weight, att.out_proj.bias)
+
+
+def encoder_layer_forward(layer, x):
+    """One SpeechBrain ``TransformerEncoderLayer`` on ``x`` ``[M, T, E]``."""
+    if layer.normalize_before:
+        x = x + layer.dropout1(self_attention(layer.self_att, layer.norm1.norm(x)))
+        return x + layer.dropout2(layer.pos_ffn.ffn(layer.norm2.norm(x)))
+    x = layer.norm1.norm(x + layer.dropout1(self_attention(layer.self_att, x)))
+    return layer.norm2.norm(x + layer.dropout2(layer.pos_ffn.ffn(x)))
+
+
+def prenorm_relu_layer(x, norm1, attention, norm2, ffn1, ffn2, nhead):
+    """Pure-tensor pre-norm transformer layer with ReLU feed-forward and no
+    dropout (the one ``torch.compile`` fuses). Each of ``norm1`` ... ``ffn2``
+    is a ``(weight, bias)`` pair (``norm*`` with ``eps``); ``attention`` is
+    ``(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)``."""
+    M, T, E = x.shape
+    in_w, in_b, out_w, out_b = attention
+    y = F.layer_norm(x, (E,), norm1[0], norm1[1], norm1[2])
+    q, k, v = F.linear(y, in_w, in_b).view(M, T, 3, nhead, E // nhead).permute(2, 0, 3, 1, 4).unbind(0)
+    a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(M, T, E)
+    x = x + F.linear(a, out_w, out_b)
+    y = F.layer_norm(x, (E,), norm2[0], norm2[1], norm2[2])
+    return x + F.linear(torch.relu(F.linear(y, ffn1[0], ffn1[1])), ffn2[0], ffn2[1])
+
+
+_COMPILED = {}
+
+
+def compiled_prenorm_relu_layer():
+    """``torch.compile`` d :func:`prenorm_relu_layer` (one graph shared by every
+    layer: the weights are inputs, not guarded constants)."""
+    if "layer" not in _COMPILED:
+        # one graph per (dtype/autocast, grad mode) combination: allow a few more than the default
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
+        _COMPILED["layer"] = torch.compile(prenorm_relu_layer, dynamic=True)
+    return _COMPILED["layer"]
+
+
+def _pure_layer_arguments(layer):
+    """Arguments of :func:`prenorm_relu_layer` for ``layer``, or ``None`` when the
+    layer is not a pre-norm ReLU layer running without dropout."""
+    ffn = layer.pos_ffn.ffn
+    att = layer.self_att.att
+    dropouts = (att.dropout, layer.dropout1.p, ffn[2].p, layer.dropout2.p)
+    dropout_active = layer.training and any(p > 0 for p in dropouts)
+    if not layer.normalize_before or not isinstance(ffn[1], torch.nn.ReLU) or dropout_active:
+        return None
+    n1, n2 = layer.norm1.norm, layer.norm2.norm
+    return (
+        (n1.weight, n1.bias, n1.eps),
+        (att.in_proj_weight, att.in_proj_bias, att.out_proj.weight, att.out_proj.bias),
+        (n2.weight, n2.bias, n2.eps),
+        (ffn[0].weight, ffn[0].bias),
+        (ffn[3].weight, ffn[3].bias),
+        att.num_heads,
+    )
+
+
+def transformer_block_forward(block, x, compiled=False):
+    """Same function as ``block(x)`` for an ``SBTransformerBlock`` ``block``,
+    ``x`` of shape ``[M, T, E]``; ``compiled=True`` runs the pre-norm ReLU layers
+    through ``torch.compile``.
+
+    Example
+    -------
+    >>> block = SBTransformerBlock(2, 16, 2, d_ffn=32, use_positional_encoding=True, norm_before=True).eval()
+    >>> x = torch.randn(4, 10, 16)
+    >>> torch.allclose(transformer_block_forward(block, x), block(x), atol=1e-5)
+    True
+    """
+    if block.use_positional_encoding:
+        x = x + positional_encoding(block.pos_enc, x.shape[1]).to(x.dtype)
+    for layer in block.mdl.layers:
+        arguments = _pure_layer_arguments(layer)
+        if arguments is None:
+            x = encoder_layer_forward(layer, x)
+        elif compiled:
+            x = compiled_prenorm_relu_layer()(x, *arguments)
+        else:
+            x = prenorm_relu_layer(x, *arguments)
+    return block.mdl.norm.norm(x)
+
+
+def sequence_forward(module, x, compiled=False):
+    """Applies a sequence model (``[M, T, E] -> [M, T, E]``) the fastest way
+    available: fused for ``SBTransformerBlock``, the module itself otherwise."""
+    if unsupported_transformer_reason(module) is None:
+        return transformer_block_forward(module, x, compiled=compiled)
+    return module(x)

@@ -1,0 +1,98 @@
+"""FastMaskNet computes the SpeechBrain Dual_Path_Model function, with the same parameters."""
+
+import pytest
+import torch
+from speechbrain.lobes.models.dual_path import Dual_Path_Model, SBTransformerBlock
+
+from spgm_lobes.fast import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason
+from spgm_lobes.models import SPGMBlock
+
+
+def _batch(n_in, lengths, seed=1):
+    """A batch whose items have different content (and zero tails for shorter lengths)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(len(lengths), n_in, max(lengths), generator=g)
+    for i, length in enumerate(lengths):
+        x[i, :, length:] = 0
+    return x
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_outputs_match_speechbrain(arch_name, batch, build, relative_error):
+    masknet = build(arch_name)["masknet"]
+    x = _batch(16, [57, 43, 30][:batch])
+    with torch.no_grad():
+        ref = masknet(x)
+        out = FastMaskNet(masknet)(x)
+    assert out.shape == ref.shape
+    assert relative_error(out, ref) < 1e-4
+
+
+def test_odd_chunk_size_and_batch_items_independent(build, relative_error):
+    masknet = build("spgm-ap", chunk_size=7)["masknet"]
+    x = _batch(16, [40, 40], seed=3)
+    with torch.no_grad():
+        ref = masknet(x)
+        out = fast_masknet_forward(masknet, x)
+        alone = fast_masknet_forward(masknet, x[1:])
+    assert relative_error(out, ref) < 1e-4
+    assert relative_error(out[:, 1:], alone) < 1e-5
+
+
+def test_full_size_spgm_short_input(build, relative_error):
+    masknet = build(
+        "spgm-ap", N_encoder_out=256, out_channels=256, nhead=8, d_ffn=1024, intra_layers=8, chunk_size=250
+    )["masknet"]
+    x = torch.rand(1, 256, 300)
+    with torch.no_grad():
+        assert relative_error(fast_masknet_forward(masknet, x), masknet(x)) < 1e-4
+
+
+def test_gradients_match_speechbrain(arch_name, build, relative_error):
+    masknet = build(arch_name)["masknet"].train()  # dropout is 0 in every architecture file
+    x = _batch(16, [50, 37])
+    weights = torch.randn(masknet.num_spks, 2, 16, 50)
+
+    def grads(forward):
+        masknet.zero_grad()
+        (forward(x) * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in masknet.named_parameters() if p.grad is not None}
+
+    ref = grads(masknet)
+    fast = grads(FastMaskNet(masknet))
+    assert ref.keys() == fast.keys()
+    for name in ref:  # absolute floor: e.g. the attentive-pooling bias has a zero gradient (softmax shift)
+        assert (fast[name] - ref[name]).norm() <= 1e-4 * ref[name].norm() + 1e-6, name
+
+
+def test_state_dict_round_trip(tmp_path, build, relative_error):
+    plain = build("spgm-ap")["masknet"]
+    fast = FastMaskNet(build("spgm-ap")["masknet"])
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    torch.save(plain.state_dict(), tmp_path / "masknet.ckpt")
+    fast.load_state_dict(torch.load(tmp_path / "masknet.ckpt"))
+    for (name, a), b in zip(plain.state_dict().items(), fast.state_dict().values()):
+        assert torch.equal(a, b), name
+    # the other way round, after changing the fast model's weights in place
+    with torch.no_grad():
+        next(fast.parameters()).add_(1.0)
+    plain.load_state_dict(fast.state_dict())
+    assert torch.equal(next(plain.parameters()), next(fast.parameters()))
+
+
+def test_wrapper_shares_parameters(build, relative_error):
+    masknet = build("spgm-le")["masknet"]
+    fast = FastMaskNet(masknet)
+    assert all(a is b for a, b in zip(fast.parameters(), masknet.parameters()))
+    with torch.no_grad():
+        masknet.conv1d.weight.mul_(2)
+    x = _batch(16, [33])
+    with torch.no_grad():
+        assert relative_error(fast(x), masknet(x)) < 1e-4
+
+
+def test_unsupported_model_is_refused():
+    m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), SPGMBlock(16, chunk_size=5), K=10)
+    assert "chunk_size" in unsupported_masknet_reason(m)
+    with pytest.raises(ValueError, match="chunk_size"):
+        FastMaskNet(m)

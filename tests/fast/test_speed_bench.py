@@ -1,0 +1,60 @@
+"""bench/speed.py: the --quick code paths run, failures are recorded instead of crashing."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
+
+
+@pytest.fixture
+def speed(monkeypatch):
+    spec = importlib.util.spec_from_file_location("speed_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    small = dict(module.QUICK, infer_seconds=(0.1,), long_seconds=(0.2, 0.4), train_batches=(2,))
+    monkeypatch.setattr(module, "QUICK", small)
+    return module
+
+
+def test_quick_run_writes_tables(speed, tmp_path):
+    bench = speed.main(["--quick", "--out", str(tmp_path), "--budget-s", "120"])
+    statuses = {(r["section"], r["model"], r["dtype"]): r["status"] for r in bench.records}
+    for section, models in (
+        ("inference", ("sb-sepformer", "sb-spgm", "fast-spgm", "fast-spgm-sliced")),
+        ("training", ("sb-sepformer", "sb-spgm", "fast-spgm")),
+    ):
+        for model in models:
+            for dtype in ("fp32", "bf16"):
+                assert statuses[(section, model, dtype)] == "ok", (section, model, dtype)
+    assert statuses[("long", "fast-spgm-sliced", "bf16")] == "ok"
+    equivalence = bench.info["equivalence_vs_sb_spgm"]
+    assert equivalence["fast-spgm"]["fp32"] < 1e-4 and equivalence["fast-spgm-sliced"]["fp32"] < 1e-4
+    table = (tmp_path / "speed.md").read_text()
+    assert "| fast-spgm-sliced | fp32 |" in table and "### Training throughput" in table
+    assert len(json.loads((tmp_path / "speed.json").read_text())["records"]) == len(bench.records)
+
+
+def test_failures_are_recorded(speed):
+    device = torch.device("cpu")
+
+    def oom(rec):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4 GiB")
+
+    def broken(rec):
+        raise RuntimeError("The size of tensor a (2500) must match\nthe size of tensor b")
+
+    assert speed.run_case({}, oom, device)["status"] == "OOM"
+    status = speed.run_case({}, broken, device)["status"]
+    assert status.startswith("error: RuntimeError: The size of tensor a (2500)") and "\n" not in status
+
+
+def test_hard_timeout_is_recorded(speed):
+    def slow(rec):
+        while True:
+            pass
+
+    assert speed.run_case({}, slow, torch.device("cpu"), timeout_s=0.2)["status"] == "timeout (> 0 s)"

@@ -1,0 +1,158 @@
+"""Unit tests of the SeparationBrain: LR schedule, bad steps, padding-free metrics."""
+
+import math
+
+import pytest
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.batch import PaddedBatch
+
+from conftest import REPO_ROOT
+from spgm_lobes.separation import SeparationBrain, SeparationOutput
+
+RECIPE = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation" / "hparams" / "spgm.yaml"
+TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+
+
+@pytest.fixture
+def brain(tmp_path, request):
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY}
+    overrides.update(getattr(request, "param", {}))
+    with open(RECIPE) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    (tmp_path / "out").mkdir(exist_ok=True)
+    b = SeparationBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+        checkpointer=hparams["checkpointer"],
+    )
+    b.on_fit_start()
+    return b
+
+
+def _lr(brain):
+    return brain.optimizer.param_groups[0]["lr"]
+
+
+def test_lr_halves_after_three_epochs_without_improvement(brain):
+    brain.hparams.epoch_counter.limit = 100
+    lr0 = _lr(brain)
+    losses = [-10.0, -11.0, -10.5, -10.9, -10.2]  # best at epoch 2, then 3 epochs without improvement
+    for epoch, loss in enumerate(losses, start=1):
+        brain.hparams.epoch_counter.current = epoch
+        brain.on_stage_end(sb.Stage.VALID, loss, epoch)
+        expected = lr0 if epoch < 5 else lr0 / 2
+        assert _lr(brain) == pytest.approx(expected), f"epoch {epoch}"
+    # an improvement resets the patience
+    for epoch, loss in zip(range(6, 10), [-12.0, -11.0, -11.5, -11.9]):
+        brain.on_stage_end(sb.Stage.VALID, loss, epoch)
+    assert _lr(brain) == pytest.approx(lr0 / 4)
+
+
+def test_training_stops_at_the_lr_floor(brain):
+    brain.hparams.epoch_counter.limit = 100
+    brain.hparams.epoch_counter.current = 1
+    for group in brain.optimizer.param_groups:
+        group["lr"] = 1.5e-8
+    for epoch, loss in enumerate([-10.0, -9.0, -9.0, -9.0], start=1):
+        brain.on_stage_end(sb.Stage.VALID, loss, epoch)
+    assert _lr(brain) == pytest.approx(1e-8)
+    assert brain.hparams.epoch_counter.current == 100  # the epoch loop ends here
+    assert list(brain.hparams.epoch_counter) == []
+
+
+def _batch(lengths, num_spks=2):
+    items = []
+    for i, n in enumerate(lengths):
+        sources = [torch.randn(n) * 0.1 for _ in range(num_spks)]
+        item = {"id": f"u{i}", "mix_sig": sum(sources)}
+        item.update({f"s{k + 1}_sig": s for k, s in enumerate(sources)})
+        items.append(item)
+    return items
+
+
+def test_padded_batch_loss_and_metrics_equal_one_by_one(brain):
+    items = _batch([800, 560, 700])
+    batch = PaddedBatch(items)
+    mix, targets, lengths = brain.prepare_batch(batch, sb.Stage.TEST)
+    est = targets.flip(-1) + 0.05 * torch.randn_like(targets)
+    est[1, 560:] = 3.0  # garbage in the padding
+    est[2, 700:] = -3.0
+    brain.test_rows = []
+    out = SeparationOutput(est, targets, mix, lengths)
+    batch_losses = brain.compute_objectives(out, batch, sb.Stage.TEST)
+    brain._collect_test_metrics(batch, out)
+    batch_rows = brain.test_rows
+
+    brain.test_rows = []
+    single_losses = []
+    for i, item in enumerate(items):
+        one = PaddedBatch([item])
+        m, t, lens = brain.prepare_batch(one, sb.Stage.TEST)
+        n = t.shape[1]
+        o = SeparationOutput(est[i : i + 1, :n], t, m, lens)
+        single_losses.append(brain.compute_objectives(o, one, sb.Stage.TEST)[0])
+        brain._collect_test_metrics(one, o)
+    torch.testing.assert_close(batch_losses, torch.stack(single_losses), atol=1e-5, rtol=1e-5)
+    for a, b in zip(batch_rows, brain.test_rows):
+        assert a["snt_id"] == b["snt_id"]
+        for key in ("sdr", "sdr_i", "si-snr", "si-snr_i"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4), key
+
+
+class _NaNLossBrain(SeparationBrain):
+    bad_value = float("nan")
+
+    def compute_loss(self, est_source, targets, lengths, mix):
+        good = super().compute_loss(est_source, targets, lengths, mix)
+        return good * 0 + self.bad_value + 0 * good.detach()
+
+
+@pytest.mark.parametrize("bad_value", [math.nan, math.inf, 1e7])
+def test_bad_steps_are_skipped_then_training_stops(tmp_path, bad_value):
+    with open(RECIPE) as f:
+        hparams = load_hyperpyyaml(
+            f,
+            {
+                "data_folder": str(tmp_path),
+                "output_folder": str(tmp_path),
+                "arch": TINY,
+                "max_consecutive_bad_steps": 2,
+            },
+        )
+    brain = _NaNLossBrain(
+        modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams, run_opts={"device": "cpu"}
+    )
+    brain.bad_value = bad_value
+    brain.on_fit_start()
+    before = [p.detach().clone() for p in brain.modules.parameters()]
+    batch = PaddedBatch(_batch([400, 400]))
+    assert brain.fit_batch(batch).item() == 0.0
+    assert brain.fit_batch(batch).item() == 0.0
+    assert brain.skipped_steps == 2
+    for p, q in zip(before, brain.modules.parameters()):
+        assert torch.equal(p, q)  # no update happened
+    with pytest.raises(RuntimeError, match="3 training steps in a row"):
+        brain.fit_batch(batch)
+
+
+def test_a_good_step_resets_the_bad_step_count(brain):
+    batch = PaddedBatch(_batch([400, 300]))
+    brain.consecutive_bad_steps = 5
+    loss = brain.fit_batch(batch)
+    assert torch.isfinite(loss) and loss != 0
+    assert brain.consecutive_bad_steps == 0
+
+
+def test_noise_is_added_back_after_speed_perturbation(brain):
+    items = _batch([800, 800])
+    for item in items:
+        item["noise_sig"] = torch.full((800,), 0.25)
+    brain.hparams.use_speedperturb = True
+    brain.hparams.limit_training_signal_len = False
+    mix, targets, _ = brain.prepare_batch(PaddedBatch(items), sb.Stage.TRAIN)
+    residual = mix - targets.sum(-1)
+    torch.testing.assert_close(residual, torch.full_like(residual, 0.25))
