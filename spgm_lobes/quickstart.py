@@ -165,9 +165,9 @@ def train_and_test(output, corpus, minutes=8.0, debug=False, device=None, seed=1
         "--device",
         device,
     ]
-    # --debug: one epoch of two steps on short crops (SpeechBrain's own --debug would
+    # --debug: at most two epochs of two steps on short crops (SpeechBrain's own --debug would
     # send the checkpoints to a temporary folder, and the model folder is staged from them)
-    training = dict(TRAINING, **({"training_signal_len": 2000, "N_epochs": 1, "batch_size": 2} if debug else {}))
+    training = dict(TRAINING, **({"training_signal_len": 2000, "N_epochs": 2, "batch_size": 2} if debug else {}))
     for key, value in training.items():
         argv += [f"--{key}", str(value)]
     TimeBudgetBrain.budget_seconds = minutes * 60.0

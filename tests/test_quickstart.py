@@ -8,12 +8,15 @@ from spgm_lobes.quickstart import main, make_corpus, read_results
 
 
 def test_quickstart_debug(tmp_path, capsys):
-    result = main(["--output", str(tmp_path), "--debug"])
+    # --minutes 0: the time budget ends training after the first of the two debug epochs
+    result = main(["--output", str(tmp_path), "--debug", "--minutes", "0"])
     printed = capsys.readouterr().out
     assert "SI-SNRi" in printed and "SDRi" in printed and "Example separation" in printed
     rows = read_results(tmp_path / "run" / "test_results.csv")
     assert rows and all(math.isfinite(r["si-snr_i"]) and math.isfinite(r["sdr_i"]) for r in rows)
     assert math.isfinite(result["si_snr_i"])
+    log = (tmp_path / "run" / "train_log.txt").read_text()
+    assert "epoch: 1," in log and "epoch: 2," not in log
     assert (tmp_path / "corpus" / "README.txt").read_text().startswith("SYNTHETIC")
     example = tmp_path / "example"
     mix, rate = sf.read(example / "mixture.wav")
