@@ -10,8 +10,9 @@
 2. trains a small SPGM-AP with the real WSJ0Mix recipe
    (``recipes/WSJ0Mix/separation/train.py hparams/spgm.yaml``) and
    :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
-   training speakers, for a time budget (``--minutes``), on the GPU when there
-   is one;
+   training speakers, for a time budget (``--minutes``, through
+   :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`), on the GPU when
+   there is one;
 3. evaluates the best checkpoint on the test speakers and prints the SI-SNRi /
    SDRi table (``<output>/run/test_results.csv``);
 4. separates one test mixture: ``<output>/example/*.wav`` and
@@ -28,7 +29,6 @@ separates such voices, not real speech.
 import argparse
 import csv
 import importlib.util
-import math
 import shutil
 import sys
 import time
@@ -36,11 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import speechbrain as sb
 import torch
 
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
-from .separation import SeparationBrain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
@@ -71,26 +69,6 @@ CORPUS = {  # mixtures per split; training draws new mixtures every epoch (dynam
     "debug": {"tr": 4, "cv": 2, "tt": 2},
 }
 DEBUG_MODEL = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
-
-
-class TimeBudgetBrain(SeparationBrain):
-    """:class:`SeparationBrain` that ends training at the first epoch end after
-    ``budget_seconds`` of fitting (the epoch is finished, validated and
-    checkpointed as usual)."""
-
-    budget_seconds = math.inf
-
-    def on_fit_start(self):
-        """Starts the clock."""
-        super().on_fit_start()
-        self.fit_started = time.monotonic()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Stops the epoch loop once the budget is spent."""
-        super().on_stage_end(stage, stage_loss, epoch)
-        if stage == sb.Stage.VALID and time.monotonic() - self.fit_started > self.budget_seconds:
-            sb.utils.logger.get_logger(__name__).info("Training budget spent after epoch %s.", epoch)
-            self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
 
 
 def _load_recipe():
@@ -170,9 +148,11 @@ def train_and_test(output, corpus, minutes=8.0, debug=False, device=None, seed=1
     training = dict(TRAINING, **({"training_signal_len": 2000, "N_epochs": 2, "batch_size": 2} if debug else {}))
     for key, value in training.items():
         argv += [f"--{key}", str(value)]
-    TimeBudgetBrain.budget_seconds = minutes * 60.0
+    # the time budget: stop at the last epoch boundary that fits in ``minutes``
+    budget = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [{training['N_epochs']}, {float(minutes)}]"
+    argv += ["--epoch_counter", budget]
     start = time.time()
-    brain = recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets, brain_class=TimeBudgetBrain)
+    brain = recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets)
     brain.quickstart_seconds = time.time() - start
     return brain
 
