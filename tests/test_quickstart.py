@@ -24,9 +24,9 @@ def test_quickstart_debug(tmp_path, capsys):
     for name in ("estimate1", "estimate2", "reference1", "reference2"):
         assert len(sf.read(example / f"{name}.wav")[0]) == len(mix)
     assert result["png"].read_bytes()[:4] == b"\x89PNG"
-    if result["model"] is not None:
-        assert (result["model"] / "hyperparams.yaml").is_file()
-        assert (result["model"] / "masknet.ckpt").is_file()
+    # staged by spgm-publish --dry-run, which checks that from_hparams loads it
+    for name in ("hyperparams.yaml", "encoder.ckpt", "masknet.ckpt", "decoder.ckpt", "README.md"):
+        assert (result["model"] / name).is_file()
     # a second run reuses the corpus
     corpus = make_corpus(tmp_path, debug=True)
     assert "Reusing the corpus" in capsys.readouterr().out and corpus["data_folder"].is_dir()
