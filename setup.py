@@ -32,6 +32,10 @@ setup(
     ],
     extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "spgm-separate=spgm_lobes.inference:main",
+            "spgm-publish=spgm_lobes.publish:main",
+            "spgm-quickstart=spgm_lobes.quickstart:main",
+        ],
     },
 )

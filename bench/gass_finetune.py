@@ -46,9 +46,10 @@ from spgm_lobes.data.gass import GASSMixer  # noqa: E402
 from spgm_lobes.finetune import load_pretrained_separator  # noqa: E402
 from spgm_lobes.losses.log_mse import permutation_invariant_log_mse  # noqa: E402
 from spgm_lobes.metrics.gass import si_snr  # noqa: E402
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
 SMALL = {"N_encoder_out": 128, "out_channels": 128, "nhead": 4, "d_ffn": 512, "intra_layers": 4, "chunk_size": 100}
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 
 # ----------------------------------------------------------------------------- data

@@ -54,9 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
 from spgm_lobes.fast import FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
 SAMPLE_RATE = 8000
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 FULL = {
     "infer_seconds": (4, 64, 300),

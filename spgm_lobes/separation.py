@@ -77,8 +77,8 @@ class SeparationBrain(sb.Brain):
     -------
     >>> from hyperpyyaml import load_hyperpyyaml
     >>> from spgm_lobes.architectures import architecture_path
-    >>> arch = load_hyperpyyaml(open(architecture_path("spgm-ap-s")), {"N_encoder_out": 16,
-    ...     "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10})
+    >>> from spgm_lobes.testing import TINY_ARCH_OVERRIDES
+    >>> arch = load_hyperpyyaml(open(architecture_path("spgm-ap-s")), TINY_ARCH_OVERRIDES)
     >>> brain = SeparationBrain(modules=arch["modules"], hparams={"num_spks": 2})
     >>> brain.separate(torch.randn(2, 800)).shape
     torch.Size([2, 800, 2])
@@ -214,12 +214,13 @@ class SeparationBrain(sb.Brain):
         est, targets, mix, lengths = outputs
         n = valid_samples(lengths, mix.shape[1])
         for i, snt_id in enumerate(batch.id):
-            e, t, m = est[i, : n[i]].cpu(), targets[i, : n[i]].cpu(), mix[i, : n[i]].cpu()
+            # metrics run on the model's device (BSS-eval SDR is much faster on a GPU)
+            e, t, m = est[i, : n[i]], targets[i, : n[i]], mix[i, : n[i]]
             row = {"snt_id": snt_id, **self.utterance_info(batch, i)}
             row.update(self.utterance_metrics(e, t, m))
             self.test_rows.append(row)
             if self._hp("save_audio", False) and len(self.test_rows) <= self._hp("n_audio_to_save", 10):
-                self.save_audio(snt_id, e, t, m)
+                self.save_audio(snt_id, e.cpu(), t.cpu(), m.cpu())
 
     def save_audio(self, snt_id, est_source, targets, mix):
         """Writes mixture, estimates (peak-normalised) and references of one

@@ -6,8 +6,9 @@ from hyperpyyaml import load_hyperpyyaml
 
 from spgm_lobes.architectures import architecture_path
 from spgm_lobes.finetune import load_pretrained_separator
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 
 def _modules(num_spks, seed):

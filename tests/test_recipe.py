@@ -2,10 +2,10 @@
 
 import pytest
 
-from conftest import REPO_ROOT, TINY_ARCH
 from spgm_lobes.fast import FastMaskNet
 from spgm_lobes.recipe import run_recipe
 from spgm_lobes.separation import SeparationBrain
+from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE = str(REPO_ROOT / "recipes" / "WSJ0Mix" / "separation" / "hparams" / "spgm.yaml")
 

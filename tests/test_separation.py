@@ -8,11 +8,11 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
-from conftest import REPO_ROOT
 from spgm_lobes.separation import SeparationBrain, SeparationOutput
+from spgm_lobes.testing import REPO_ROOT, TINY_ARCH_OVERRIDES
 
 RECIPE = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation" / "hparams" / "spgm.yaml"
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 
 @pytest.fixture

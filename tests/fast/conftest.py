@@ -5,8 +5,9 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from spgm_lobes.architectures import ARCHITECTURES, architecture_path
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
-TINY = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+TINY = TINY_ARCH_OVERRIDES
 
 
 def _build(name, **overrides):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import REPO_ROOT, TINY_ARCH
+from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
 

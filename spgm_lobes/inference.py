@@ -1,0 +1,395 @@
+"""Ready-to-use separation with spgm-lobes models, and the ``spgm-separate`` command.
+
+:class:`SPGMSeparation` is SpeechBrain's ``SepformerSeparation`` (same inference
+card, same ``encoder/masknet/decoder.ckpt`` files) plus what a command-line tool
+needs: audio of any sample rate and channel count in, sources out at the model
+or the input rate, silence and very short inputs, files of any length (one pass
+on :func:`spgm_lobes.fast.separate`, memory linear in length, never stitched),
+and writing the estimates.
+
+Command line::
+
+    spgm-separate mix1.wav mix2.flac --model <folder|user/repo> --out separated/ [--rate input] [--plain] [--bf16]
+
+writes ``separated/mix1_source1.wav``, ``separated/mix1_source2.wav``, ...
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+import torchaudio
+from speechbrain.inference.separation import SepformerSeparation
+from speechbrain.utils.data_utils import split_path
+from speechbrain.utils.fetching import LocalStrategy, fetch
+from tqdm import tqdm
+
+from .fast import separate as fast_separate
+from .fast import unsupported_masknet_reason
+
+OUTPUT_RATES = ("model", "input")
+
+
+class AudioReadError(ValueError):
+    """An input file could not be read as audio."""
+
+
+def read_audio(path):
+    """Reads an audio file with soundfile.
+
+    Arguments
+    ---------
+    path : str or Path
+        Any format libsndfile reads (wav, flac, ogg, ...).
+
+    Returns
+    -------
+    waveform : numpy.ndarray
+        ``[time, channels]`` float32.
+    sample_rate : int
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "a.wav"
+    >>> sf.write(path, np.zeros((80, 2)), 8000)
+    >>> wav, rate = read_audio(path)
+    >>> wav.shape, rate
+    ((80, 2), 8000)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioReadError(f"{path}: no such file.")
+    try:
+        waveform, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioReadError(f"{path}: not a readable audio file ({e}).") from e
+    if waveform.shape[0] == 0:
+        raise AudioReadError(f"{path}: the file holds no samples.")
+    if not np.isfinite(waveform).all():
+        raise AudioReadError(f"{path}: the file holds NaN or infinite samples.")
+    return waveform, int(rate)
+
+
+def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
+    """Encoder -> mask network -> decoder over whole signals, in one pass.
+
+    The model always sees the entire signal: no segment stitching (and no
+    speaker-order swap between segments) can happen. With ``fast`` (default)
+    and a supported mask network this is :func:`spgm_lobes.fast.separate`,
+    whose memory grows linearly with the length; otherwise SpeechBrain's
+    plain modules run on the whole input.
+
+    Arguments
+    ---------
+    modules : mapping
+        ``encoder``, ``masknet`` and ``decoder`` modules.
+    mix : torch.Tensor
+        ``[batch, time]`` mixtures, at least the encoder kernel long.
+    num_spks : int
+        Number of sources.
+    fast : bool
+        Use the fast path when the mask network supports it.
+    dtype : torch.dtype, optional
+        Compute dtype of the fast path (``torch.bfloat16`` on GPUs); default float32.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time', num_spks]`` estimates, ``time' <= time``.
+    """
+    if fast and fast_path_unsupported_reason(modules) is None:
+        return fast_separate(modules["encoder"], modules["masknet"], modules["decoder"], mix, num_spks, dtype=dtype)
+    mix_w = modules["encoder"](mix)
+    est_mask = modules["masknet"](mix_w)
+    return torch.stack([modules["decoder"](mix_w * est_mask[i]) for i in range(num_spks)], dim=-1)
+
+
+def fast_path_unsupported_reason(modules):
+    """Why ``modules`` cannot run on :func:`spgm_lobes.fast.separate` (``None`` if they can)."""
+    if any(p.dtype != torch.float32 for m in modules.values() for p in m.parameters()):
+        return "parameters are not float32"
+    return unsupported_masknet_reason(modules["masknet"])
+
+
+class SPGMSeparation(SepformerSeparation):
+    """Separation with any spgm-lobes architecture, for audio of any rate, channel count and length.
+
+    Loads like its parent: ``SPGMSeparation.from_hparams(source=<folder or repo>, savedir=...)``.
+
+    Example
+    -------
+    >>> from spgm_lobes.card import inference_card
+    >>> from spgm_lobes.architectures import architecture_path
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> tiny = {"N_encoder_out": 8, "out_channels": 8, "nhead": 1, "d_ffn": 8, "intra_layers": 1, "chunk_size": 10}
+    >>> hp = load_hyperpyyaml(inference_card(architecture_path("spgm-ap-s"), tiny))
+    >>> model = SPGMSeparation(modules=hp["modules"], hparams=hp)
+    >>> stereo_44k = np.random.default_rng(0).standard_normal((4410, 2)).astype("float32")
+    >>> est, rate = model.separate_signal(stereo_44k, 44100)
+    >>> est.shape, rate
+    (torch.Size([800, 2]), 8000)
+    >>> est, rate = model.separate_signal(stereo_44k, 44100, output_rate="input")
+    >>> est.shape, rate
+    (torch.Size([4410, 2]), 44100)
+    >>> model.separate_signal(np.zeros(5), 8000)[0].abs().sum().item()
+    0.0
+    """
+
+    HPARAMS_NEEDED = ["num_spks", "sample_rate"]
+
+    def __init__(self, *args, use_fast_path=None, fast_dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if use_fast_path is None:
+            use_fast_path = bool(getattr(self.hparams, "use_fast_path", True))
+        #: run :func:`spgm_lobes.fast.separate` (memory linear in length) where the model supports it
+        self.use_fast_path = use_fast_path
+        #: compute dtype of the fast path (``torch.bfloat16`` on GPUs); None: float32
+        self.fast_dtype = fast_dtype
+
+    @property
+    def min_length(self):
+        """Shortest input the encoder accepts (its kernel size, in samples)."""
+        return int(self.mods.encoder.conv1d.kernel_size[0])
+
+    def separate_batch(self, mix):
+        """Separates a batch of mixtures at the model rate.
+
+        Inputs shorter than the encoder kernel are zero-padded, all-zero
+        inputs give all-zero sources, and the output has the input's length.
+
+        Arguments
+        ---------
+        mix : torch.Tensor
+            ``[batch, time]`` at ``hparams.sample_rate``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time, num_spks]``.
+        """
+        mix = mix.to(self.device)
+        length = mix.shape[1]
+        num_spks = self.hparams.num_spks
+        if length == 0 or not bool(mix.abs().amax() > 0):
+            return mix.new_zeros(mix.shape[0], length, num_spks)
+        if length < self.min_length:
+            mix = F.pad(mix, (0, self.min_length - length))
+        with torch.no_grad():
+            est = separate_sources(self.mods, mix, num_spks, fast=self.use_fast_path, dtype=self.fast_dtype)
+        if est.shape[1] < length:
+            est = F.pad(est, (0, 0, 0, length - est.shape[1]))
+        return est[:, :length]
+
+    def separate_signal(self, waveform, sample_rate, output_rate="model"):
+        """Separates one signal of any rate and channel count.
+
+        Arguments
+        ---------
+        waveform : numpy.ndarray or torch.Tensor
+            ``[time]`` or ``[time, channels]``; channels are averaged.
+        sample_rate : int
+            Rate of ``waveform``; resampled to the model rate when it differs.
+        output_rate : "model" or "input"
+            Return the sources at the model rate or resampled back to ``sample_rate``.
+
+        Returns
+        -------
+        sources : torch.Tensor
+            ``[time, num_spks]`` on the CPU; each source is scaled so that its
+            peak equals the mixture's peak (at most 0.99), silent sources stay zero.
+        rate : int
+            Sample rate of ``sources``.
+        """
+        if output_rate not in OUTPUT_RATES:
+            raise ValueError(f"output_rate must be one of {OUTPUT_RATES}, got {output_rate!r}.")
+        mix = torch.as_tensor(np.asarray(waveform), dtype=torch.float32)
+        if mix.dim() == 2:
+            mix = mix.mean(dim=1)
+        elif mix.dim() != 1:
+            raise ValueError(f"Expected a [time] or [time, channels] signal, got shape {tuple(mix.shape)}.")
+        model_rate = int(self.hparams.sample_rate)
+        sample_rate = int(sample_rate)
+        if sample_rate != model_rate:
+            mix = torchaudio.functional.resample(mix, sample_rate, model_rate)
+        est = self.separate_batch(mix.unsqueeze(0))[0].cpu()
+        peak = min(float(mix.abs().max()) if mix.numel() else 0.0, 0.99)
+        est_peak = est.abs().amax(dim=0, keepdim=True)
+        est = torch.where(est_peak > 0, est * (peak / est_peak.clamp_min(1e-12)), est)
+        if output_rate == "input" and sample_rate != model_rate:
+            length = int(np.asarray(waveform).shape[0])
+            est = torchaudio.functional.resample(est.T.contiguous(), model_rate, sample_rate).T
+            est = F.pad(est, (0, 0, 0, max(0, length - est.shape[0])))[:length]
+            return est.clamp(-1.0, 1.0), sample_rate
+        return est, model_rate
+
+    def separate_file(self, path, savedir=None, output_rate="model"):
+        """Separates an audio file (read with soundfile).
+
+        Arguments
+        ---------
+        path : str or Path
+            A local audio file of any rate and channel count, or (like the parent
+            class) ``user/repo/file.wav`` or a URL, fetched into ``savedir``.
+        savedir : str or Path, optional
+            Where remote files are fetched to.
+        output_rate : "model" or "input"
+            See :meth:`separate_signal`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[1, time, num_spks]``, like the parent class (see :meth:`separate_signal` for the scale).
+        """
+        if not Path(path).exists() and "/" in str(path):
+            source, filename = split_path(str(path))
+            try:
+                path = fetch(filename, source=source, savedir=savedir, local_strategy=LocalStrategy.SYMLINK)
+            except Exception as e:  # network or missing remote file
+                raise AudioReadError(f"{path}: could not fetch ({type(e).__name__}: {e}).") from e
+        waveform, rate = read_audio(path)
+        est, _ = self.separate_signal(waveform, rate, output_rate)
+        return est.unsqueeze(0)
+
+    def save(self, sources, sample_rate, out_dir, name):
+        """Writes sources as ``<out_dir>/<name>_source<i>.wav`` (16-bit PCM).
+
+        Arguments
+        ---------
+        sources : torch.Tensor
+            ``[time, num_spks]`` as returned by :meth:`separate_signal`.
+        sample_rate : int
+        out_dir : str or Path
+            Created when missing.
+        name : str
+            File-name prefix, usually the mixture's stem.
+
+        Returns
+        -------
+        list of Path
+            The written files.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i in range(sources.shape[1]):
+            path = out_dir / f"{name}_source{i + 1}.wav"
+            sf.write(str(path), sources[:, i].clamp(-1.0, 1.0).numpy(), int(sample_rate), subtype="PCM_16")
+            written.append(path)
+        return written
+
+    def separate_to_files(self, path, out_dir, output_rate="model"):
+        """Reads ``path``, separates it and writes ``<out_dir>/<stem>_source<i>.wav``.
+
+        Returns
+        -------
+        list of Path
+            The written files.
+        """
+        waveform, rate = read_audio(path)
+        est, out_rate = self.separate_signal(waveform, rate, output_rate)
+        return self.save(est, out_rate, out_dir, Path(path).stem)
+
+
+class ModelLoadError(RuntimeError):
+    """The separation model could not be found or loaded."""
+
+
+def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtype=None):
+    """Loads an :class:`SPGMSeparation` from a local folder or a Hub repo id.
+
+    Arguments
+    ---------
+    source : str or Path
+        A folder with ``hyperparams.yaml`` and the three ``.ckpt`` files, or ``user/repo``.
+    savedir : str or Path, optional
+        Where ``from_hparams`` collects the files (default: a folder under the model's
+        folder for local models, ``pretrained_models/<repo>`` for Hub repos).
+    device : str
+        Torch device to run on.
+    use_fast_path : bool
+        Separate with :func:`spgm_lobes.fast.separate` where supported (else SpeechBrain's plain modules).
+    fast_dtype : torch.dtype, optional
+        Compute dtype of the fast path, e.g. ``torch.bfloat16`` on a GPU.
+    """
+    source = str(source)
+    local = Path(source)
+    if local.exists():
+        if not (local / "hyperparams.yaml").is_file():
+            raise ModelLoadError(f"Model folder {local} has no hyperparams.yaml.")
+        missing = [f"{m}.ckpt" for m in SPGMSeparation.MODULES_NEEDED if not (local / f"{m}.ckpt").is_file()]
+        if missing:
+            raise ModelLoadError(f"Model folder {local} lacks {', '.join(missing)}.")
+        source = str(local.resolve())
+    elif source.count("/") != 1 or source.startswith((".", "/")):
+        raise ModelLoadError(f"Model {source!r} is neither an existing folder nor a Hub repo id (user/name).")
+    if savedir is None:
+        savedir = Path("pretrained_models") / source.replace("/", "--") if not local.exists() else None
+    try:
+        return SPGMSeparation.from_hparams(
+            source=source,
+            savedir=None if savedir is None else str(savedir),
+            run_opts={"device": device},
+            use_fast_path=use_fast_path,
+            fast_dtype=fast_dtype,
+        )
+    except Exception as e:  # any failure to fetch, build or load the model
+        raise ModelLoadError(f"Could not load model {source!r}: {type(e).__name__}: {e}") from e
+
+
+def main(argv=None):
+    """Entry point of ``spgm-separate``; returns the exit status.
+
+    0 when every file was separated, 1 when some input could not be read
+    (the others are still separated), 2 when the model cannot be loaded or
+    the arguments are wrong.
+    """
+    parser = argparse.ArgumentParser(
+        prog="spgm-separate", description="Separate the sources of mixtures with an spgm-lobes model."
+    )
+    parser.add_argument("mixtures", nargs="+", help="audio files (any rate, any channel count, any length)")
+    parser.add_argument("--model", required=True, help="folder with hyperparams.yaml + .ckpt files, or user/repo")
+    parser.add_argument("--out", required=True, help="output folder for <name>_source<i>.wav")
+    parser.add_argument("--rate", choices=OUTPUT_RATES, default="model", help="write at the model or input rate")
+    parser.add_argument("--savedir", default=None, help="where downloaded model files are kept")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--plain", action="store_true", help="run SpeechBrain's plain modules, not the fast path")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 compute on the fast path (GPUs)")
+    args = parser.parse_args(argv)
+
+    stems = {}
+    for path in args.mixtures:
+        stems.setdefault(Path(path).stem, []).append(path)
+    clashes = {stem: paths for stem, paths in stems.items() if len(paths) > 1}
+    if clashes:
+        for stem, paths in clashes.items():
+            print(f"spgm-separate: error: {', '.join(paths)} would all write {stem}_source*.wav", file=sys.stderr)
+        return 2
+
+    try:
+        model = load_model(args.model, args.savedir, args.device, not args.plain, torch.bfloat16 if args.bf16 else None)
+    except ModelLoadError as e:
+        print(f"spgm-separate: error: {e}", file=sys.stderr)
+        return 2
+
+    failed = []
+    for path in tqdm(args.mixtures, desc="separating", unit="file", disable=len(args.mixtures) < 2):
+        try:
+            written = model.separate_to_files(path, args.out, args.rate)
+        except AudioReadError as e:
+            tqdm.write(f"spgm-separate: skipped {e}", file=sys.stderr)
+            failed.append(path)
+            continue
+        if len(args.mixtures) == 1:
+            print("\n".join(str(p) for p in written))
+    if failed:
+        print(f"spgm-separate: {len(failed)} of {len(args.mixtures)} files could not be read.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

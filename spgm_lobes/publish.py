@@ -1,0 +1,599 @@
+"""Publishing a trained separator to the Hugging Face Hub: the ``spgm-publish`` command.
+
+::
+
+    spgm-publish results/spgm-ap/1234 --repo user/spgm-ap-wsj0-2mix [--private] [--dry-run] [--stage-dir D]
+
+From a recipe's output folder it takes the best checkpoint (lowest ``si-snr``
+meta, the negative SI-SNR loss), stages a Hub-ready folder (flattened inference
+card ``hyperparams.yaml``, ``encoder/masknet/decoder.ckpt``, a model card
+``README.md`` with the test SI-SNRi/SDRi, an example mixture), checks that the
+staged folder loads back with SpeechBrain's ``SepformerSeparation.from_hparams``
+and separates exactly like the checkpoint, then uploads it in one commit.
+
+What the output folder must hold:
+
+- ``save/CKPT+*/`` checkpoints (SpeechBrain ``Checkpointer``) with ``encoder.ckpt``,
+  ``masknet.ckpt``, ``decoder.ckpt`` and a ``si-snr`` meta in ``CKPT.yaml``;
+- ``test_results.csv`` with columns ``snt_id,sdr,sdr_i,si-snr,si-snr_i`` and an ``avg`` row;
+- ``hyperparams.yaml`` (the resolved copy SpeechBrain writes) with ``architecture`` (a name
+  of ``hparams/``, e.g. ``spgm-ap``, or a path to an architecture YAML), ``sample_rate``,
+  ``num_spks``, and the architecture's scalar keys (``N_encoder_out``, ``chunk_size``, ...)
+  under the mapping ``arch`` (what ``arch: !include:...`` resolves to) or at the top level.
+"""
+
+import argparse
+import csv
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import ruamel.yaml
+import soundfile as sf
+import torch
+import torchaudio
+import yaml
+from huggingface_hub import HfApi, get_token
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.inference.separation import SepformerSeparation
+from speechbrain.utils.checkpoints import Checkpointer
+
+from .architectures import ARCHITECTURES, architecture_path
+from .card import architecture_keys, inference_card
+
+MODULE_NAMES = ("encoder", "masknet", "decoder")
+EXAMPLE_NAME = "example_mixture.wav"
+RESULT_KEYS = ("sdr", "sdr_i", "si-snr", "si-snr_i")  # test_results.csv columns; si-snr_i is required
+METRIC_NAMES = {
+    "si-snr_i": ("si-snri", "SI-SNRi"),
+    "sdr_i": ("sdri", "SDRi"),
+    "si-snr": ("si-snr", "SI-SNR"),
+    "sdr": ("sdr", "SDR"),
+}
+STAGED_FILES = ("hyperparams.yaml", "README.md", EXAMPLE_NAME) + tuple(f"{m}.ckpt" for m in MODULE_NAMES)
+EXAMPLE_SECONDS = 10.0
+VERIFY_SECONDS = 2.0
+VERIFY_TOLERANCE = 1e-5
+
+
+class PublishError(RuntimeError):
+    """Publishing refused: the message says what is missing or wrong."""
+
+
+@dataclass
+class RunArchitecture:
+    """The architecture a run trained: file, overridden keys, rate and number of sources."""
+
+    path: Path
+    overrides: dict = field(default_factory=dict)
+    sample_rate: int = 8000
+    num_spks: int = 2
+
+    @property
+    def name(self):
+        """Architecture name (file stem), e.g. ``spgm-ap``."""
+        return self.path.stem
+
+
+def find_best_checkpoint(run_dir):
+    """The checkpoint of ``<run_dir>/save`` with the lowest ``si-snr`` meta.
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+        ``(path, meta, paramfiles)``.
+    """
+    save_dir = Path(run_dir) / "save"
+    if not save_dir.is_dir():
+        raise PublishError(f"{run_dir} has no save/ folder: no checkpoint to publish.")
+    ckpt = Checkpointer(save_dir).find_checkpoint(min_key="si-snr")
+    if ckpt is None:
+        raise PublishError(f"No checkpoint with a 'si-snr' meta in {save_dir}: nothing to publish.")
+    missing = [f"{m}.ckpt" for m in MODULE_NAMES if not (Path(ckpt.path) / f"{m}.ckpt").is_file()]
+    if missing:
+        raise PublishError(f"Best checkpoint {ckpt.path} lacks {', '.join(missing)}.")
+    return ckpt
+
+
+def read_test_results(run_dir):
+    """The ``avg`` row of ``<run_dir>/test_results.csv`` as floats, plus ``n`` (number of utterances).
+
+    ``si-snr_i`` is required; ``sdr_i``, ``si-snr`` and ``sdr`` are read when present
+    (GASS results, for instance, have no SDR columns).
+
+    Example
+    -------
+    >>> run = getfixture("tmp_path")
+    >>> _ = (run / "test_results.csv").write_text("snt_id,sdr,sdr_i,si-snr,si-snr_i\\na,9,10,8,9.5\\navg,9,10,8,9.5\\n")
+    >>> read_test_results(run)
+    {'sdr': 9.0, 'sdr_i': 10.0, 'si-snr': 8.0, 'si-snr_i': 9.5, 'n': 1}
+    """
+    path = Path(run_dir) / "test_results.csv"
+    if not path.is_file():
+        raise PublishError(f"{path} not found: evaluate the model on its test set before publishing.")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    avg = [row for row in rows if row.get("snt_id") == "avg"]
+    if not avg:
+        raise PublishError(f"{path} has no 'avg' row.")
+    results = {}
+    for key in RESULT_KEYS:
+        value = avg[-1].get(key)
+        if value in (None, "") and key != "si-snr_i":
+            continue
+        try:
+            results[key] = float(value)
+        except (TypeError, ValueError) as e:
+            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).") from e
+    if not all(math.isfinite(v) for v in results.values()):
+        raise PublishError(f"{path}: the 'avg' row holds non-finite values {results}.")
+    results["n"] = sum(1 for row in rows if row.get("snt_id") != "avg")
+    return results
+
+
+def _load_run_hparams(run_dir):
+    path = Path(run_dir) / "hyperparams.yaml"
+    if not path.is_file():
+        raise PublishError(f"{path} not found: it tells which architecture the run trained.")
+    with open(path, encoding="utf-8") as f:
+        return ruamel.yaml.YAML().load(f)
+
+
+def _plain(value):
+    """ruamel scalar -> plain Python value."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def read_run_architecture(run_dir, architecture=None, arch_key="arch"):
+    """Reads the architecture of a run from its ``hyperparams.yaml`` without building anything.
+
+    Arguments
+    ---------
+    run_dir : str or Path
+        Recipe output folder.
+    architecture : str, optional
+        Name or path of the architecture file; default: the run's ``architecture`` key.
+    arch_key : str
+        Key of the mapping the architecture was included under.
+    """
+    hp = _load_run_hparams(run_dir)
+    architecture = architecture or hp.get("architecture")
+    if not architecture:
+        raise PublishError(
+            f"{Path(run_dir) / 'hyperparams.yaml'} has no 'architecture' key; pass --architecture "
+            f"(one of {', '.join(ARCHITECTURES)} or a YAML path)."
+        )
+    architecture = str(architecture)
+    stem = Path(architecture).name
+    stem = stem[:-5] if stem.endswith(".yaml") else stem
+    candidates = [Path(architecture), Path(run_dir) / architecture]
+    if stem in ARCHITECTURES and not any(c.is_file() for c in candidates):
+        path = architecture_path(stem)
+    else:
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise PublishError(f"Architecture {architecture!r} is neither a known name nor an existing file.")
+    sources = []
+    if isinstance(hp.get(arch_key), dict):
+        sources.append(hp[arch_key])
+    sources.append(hp)
+    overrides = {}
+    for key in architecture_keys(path):
+        for source in sources:
+            if key in source and not isinstance(source[key], (dict, list)):
+                overrides[key] = _plain(source[key])
+                break
+    if "sample_rate" not in hp:
+        raise PublishError(f"{Path(run_dir) / 'hyperparams.yaml'} has no 'sample_rate' key.")
+    num_spks = int(overrides.pop("num_spks", hp.get("num_spks", 2)))
+    return RunArchitecture(Path(path).resolve(), overrides, int(hp["sample_rate"]), num_spks)
+
+
+def build_modules(arch):
+    """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture`."""
+    with open(arch.path, encoding="utf-8") as f:
+        hp = load_hyperpyyaml(f, {**arch.overrides, "num_spks": arch.num_spks})
+    return hp["modules"]
+
+
+def load_checkpoint_modules(arch, ckpt_dir):
+    """Modules of ``arch`` with the weights of ``ckpt_dir`` (strict: every tensor must match)."""
+    modules = build_modules(arch)
+    for name in MODULE_NAMES:
+        state = torch.load(Path(ckpt_dir) / f"{name}.ckpt", map_location="cpu", weights_only=True)
+        try:
+            modules[name].load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise PublishError(
+                f"{Path(ckpt_dir) / name}.ckpt does not fit architecture {arch.name} with {arch.overrides}: {e}"
+            ) from e
+        modules[name].eval()
+    return modules
+
+
+def _test_csvs(run_dir, hp):
+    """Test CSVs of a run: string hparams whose key names a test set, then ``*tt*.csv``/``*test*.csv`` in save/."""
+    run_dir = Path(run_dir)
+    found = []
+    for key, value in hp.items():
+        if ("test" in str(key) or str(key).endswith("_tt")) and isinstance(value, str) and value.endswith(".csv"):
+            found.append(Path(value) if Path(value).is_absolute() else run_dir / value)
+    save_dir = Path(str(hp.get("save_folder", run_dir / "save")))
+    for folder in dict.fromkeys([save_dir, run_dir / "save", run_dir]):
+        if folder.is_dir():
+            found += sorted(p for p in folder.glob("*.csv") if "tt" in p.stem.split("_") or "test" in p.stem)
+    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != "test_results.csv"]
+
+
+def _find_test_mixture(run_dir):
+    """First existing ``mix_wav`` of the run's test CSV, if any."""
+    try:
+        hp = _load_run_hparams(run_dir)
+    except PublishError:
+        return None
+    for csv_path in _test_csvs(run_dir, hp):
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                wav = row.get("mix_wav")
+                if wav and Path(wav).is_file():
+                    return Path(wav)
+                break
+    return None
+
+
+def synthetic_mixture(sample_rate, seconds=3.0, seed=0):
+    """A deterministic two-talker-like mixture: two harmonic tones with drifting pitch and syllable envelopes.
+
+    Example
+    -------
+    >>> synthetic_mixture(8000, 0.5).shape
+    (4000,)
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    mix = np.zeros_like(t)
+    for f0, rate in ((120.0, 3.0), (210.0, 4.3)):
+        pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6.28)))
+        phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+        voice = sum(np.sin(k * phase) / k for k in range(1, 12) if k * f0 < sample_rate / 2)
+        envelope = np.clip(np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.28)), 0, None)
+        mix += voice * envelope
+    return (0.5 * mix / np.abs(mix).max()).astype("float32")
+
+
+def write_example_mixture(run_dir, path, sample_rate):
+    """Writes the run's first test mixture (at most 10 s, model rate, mono), or a synthetic one.
+
+    Returns
+    -------
+    str
+        Where the example comes from.
+    """
+    found = _find_test_mixture(run_dir)
+    if found is not None:
+        wav, rate = sf.read(str(found), dtype="float32", always_2d=True)
+        wav = torch.from_numpy(wav.mean(axis=1))
+        if rate != sample_rate:
+            wav = torchaudio.functional.resample(wav, rate, sample_rate)
+        wav = wav[: int(EXAMPLE_SECONDS * sample_rate)].numpy()
+        origin = f"first test mixture ({found.name})"
+    else:
+        wav = synthetic_mixture(sample_rate)
+        origin = "synthetic two-voice mixture"
+    sf.write(str(path), wav, sample_rate, subtype="PCM_16")
+    return origin
+
+
+def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset="custom", num_params=None):
+    """The Hub model card (``README.md``) with YAML front matter and a ``model-index``.
+
+    Example
+    -------
+    >>> arch = RunArchitecture(Path("spgm-ap.yaml"), {}, 8000, 2)
+    >>> results = {"sdr": 20.0, "sdr_i": 20.5, "si-snr": 19.0, "si-snr_i": 19.5, "n": 3000}
+    >>> text = model_card("me/spgm", arch, results, None, dataset="wsj0-2mix")
+    >>> meta = yaml.safe_load(text.split("---")[1])
+    >>> meta["library_name"], meta["model-index"][0]["results"][0]["metrics"][0]["value"]
+    ('speechbrain', 19.5)
+    """
+    shown = [key for key in METRIC_NAMES if key in results]
+    metrics = [
+        {"type": METRIC_NAMES[k][0], "name": METRIC_NAMES[k][1], "value": round(results[k], 2)}
+        for k in shown
+        if k.endswith("_i")
+    ]
+    front = {
+        "language": ["en"],
+        "license": license_name,
+        "library_name": "speechbrain",
+        "pipeline_tag": "audio-to-audio",
+        "tags": ["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
+        "datasets": [dataset],
+        "metrics": [m["type"] for m in metrics],
+        "model-index": [
+            {
+                "name": repo_id.split("/")[-1],
+                "results": [
+                    {
+                        "task": {"type": "audio-source-separation", "name": "Speech Separation"},
+                        "dataset": {"type": dataset, "name": dataset, "split": "test"},
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ],
+    }
+    defaults = architecture_keys(arch.path) if arch.path.is_file() else {}
+    changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
+    keys = ", ".join(f"{k}={v}" for k, v in changed.items())
+    keys = f"changed from the file's defaults: {keys}" if keys else "as in the file"
+    params = f", {num_params / 1e6:.1f}M parameters" if num_params else ""
+    epoch = ""
+    if ckpt is not None:
+        loss = ckpt.meta.get("si-snr")
+        loss = f", validation loss (negative SI-SNR) {loss:.2f}" if isinstance(loss, (int, float)) else ""
+        epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}`{loss}.\n"
+    name = repo_id.split("/")[-1]
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False).strip()}
+---
+
+# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
+
+A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
+spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params} (`hparams/{arch.path.name}` of spgm-lobes; keys {keys}).
+{epoch}
+## Results on the {dataset} test set ({results["n"]} mixtures)
+
+| {" | ".join(f"{METRIC_NAMES[k][1]} (dB)" for k in shown)} |
+|{"---|" * len(shown)}
+| {" | ".join(f"{results[k]:.2f}" for k in shown)} |
+
+## Usage
+
+Install SpeechBrain and spgm-lobes (it defines the SPGM block the card builds), then:
+
+```python
+from speechbrain.inference.separation import SepformerSeparation
+
+model = SepformerSeparation.from_hparams(source="{repo_id}", savedir="pretrained_models/{name}")
+# est_sources: [1, time, {arch.num_spks}] at {arch.sample_rate} Hz
+est_sources = model.separate_file(path="{repo_id}/{EXAMPLE_NAME}")
+```
+
+Any sample rate, channel count and length, written to wav files:
+
+```bash
+spgm-separate mixture.wav --model {repo_id} --out separated/ --rate input
+```
+
+or in Python with `spgm_lobes.inference.SPGMSeparation.from_hparams(source="{repo_id}")` and
+`separate_to_files(path, out_dir)`.
+
+`{EXAMPLE_NAME}` is a mixture to try the model on.
+
+## Files
+
+`hyperparams.yaml` (inference card, no external includes), `encoder.ckpt`, `masknet.ckpt`, `decoder.ckpt`
+(SpeechBrain state dicts), `{EXAMPLE_NAME}`.
+
+## Reference
+
+SPGM: *Prioritizing Local Features for enhanced speech separation performance*, arXiv:2309.12608.
+"""
+
+
+def _prepare_stage_dir(stage_dir):
+    stage_dir = Path(stage_dir)
+    if stage_dir.exists():
+        if not stage_dir.is_dir():
+            raise PublishError(f"Stage folder {stage_dir} exists and is not a folder.")
+        foreign = sorted(p.name for p in stage_dir.iterdir() if p.name not in STAGED_FILES)
+        if foreign:
+            raise PublishError(
+                f"Stage folder {stage_dir} holds files spgm-publish did not write ({', '.join(foreign)}); "
+                "choose another --stage-dir."
+            )
+        for name in STAGED_FILES:
+            (stage_dir / name).unlink(missing_ok=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    return stage_dir
+
+
+def stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache-2.0", dataset="custom"):
+    """Writes the Hub folder: inference card, checkpoints, model card and example mixture.
+
+    Returns
+    -------
+    Path
+        ``stage_dir``.
+    """
+    stage_dir = _prepare_stage_dir(stage_dir)
+    header = (
+        f"Inference card of {repo_id}: architecture {arch.name}, generated by spgm-publish.\n"
+        "Load with speechbrain.inference.separation.SepformerSeparation.from_hparams(source=<this folder or repo>)."
+    )
+    card = inference_card(arch.path, arch.overrides, arch.sample_rate, arch.num_spks, header=header)
+    (stage_dir / "hyperparams.yaml").write_text(card, encoding="utf-8")
+    for name in MODULE_NAMES:
+        shutil.copyfile(Path(ckpt.path) / f"{name}.ckpt", stage_dir / f"{name}.ckpt")
+    write_example_mixture(run_dir, stage_dir / EXAMPLE_NAME, arch.sample_rate)
+    num_params = sum(
+        t.numel()
+        for name in MODULE_NAMES
+        for t in torch.load(stage_dir / f"{name}.ckpt", map_location="cpu", weights_only=True).values()
+        if torch.is_tensor(t) and t.is_floating_point()
+    )
+    text = model_card(repo_id, arch, results, ckpt, license_name, dataset, num_params)
+    (stage_dir / "README.md").write_text(text, encoding="utf-8")
+    return stage_dir
+
+
+def _separate(modules, mix, num_spks):
+    with torch.no_grad():
+        w = modules["encoder"](mix)
+        masks = modules["masknet"](w)
+        return torch.stack([modules["decoder"](w * masks[i]) for i in range(num_spks)], dim=-1)
+
+
+def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
+    """Loads ``stage_dir`` with ``SepformerSeparation.from_hparams`` and compares with the reference modules.
+
+    The test signal is the staged example mixture (its first 2 s).
+
+    Returns
+    -------
+    float
+        Largest absolute difference between the two separations.
+    """
+    wav, _ = sf.read(str(Path(stage_dir) / EXAMPLE_NAME), dtype="float32")
+    mix = torch.from_numpy(wav[: int(VERIFY_SECONDS * sample_rate)]).unsqueeze(0)
+    with tempfile.TemporaryDirectory(prefix="spgm-publish-") as savedir:
+        try:
+            loaded = SepformerSeparation.from_hparams(
+                source=str(Path(stage_dir).resolve()), savedir=savedir, run_opts={"device": "cpu"}
+            )
+            with torch.no_grad():
+                est = loaded.separate_batch(mix)
+        except Exception as e:
+            raise PublishError(f"The staged model in {stage_dir} does not load back: {type(e).__name__}: {e}") from e
+    ref = _separate(reference_modules, mix, num_spks)
+    n = min(ref.shape[1], est.shape[1])
+    diff = float((est[:, :n] - ref[:, :n]).abs().max())
+    if not diff < VERIFY_TOLERANCE:
+        raise PublishError(
+            f"The staged model in {stage_dir} does not load back identically: it separates differently "
+            f"from the checkpoint (max |diff| {diff:.3g} >= {VERIFY_TOLERANCE})."
+        )
+    return diff
+
+
+def resolve_token(token=None):
+    """A Hub token: the argument, ``HF_TOKEN``, or the cached ``huggingface-cli login``."""
+    token = token or os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise PublishError("No Hugging Face token: set HF_TOKEN or run `huggingface-cli login` (or use --dry-run).")
+    return token
+
+
+def upload(stage_dir, repo_id, token, private=False, api=None):
+    """Creates ``repo_id`` if needed and uploads ``stage_dir`` in one commit.
+
+    Arguments
+    ---------
+    api : huggingface_hub.HfApi-like, optional
+        Injected client (tests pass a recording stand-in); default ``HfApi(token=token)``.
+
+    Returns
+    -------
+    The value of ``api.upload_folder`` (a commit info with the commit URL).
+    """
+    api = api if api is not None else HfApi(token=token)
+    try:
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True, token=token)
+        return api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=str(stage_dir),
+            commit_message=f"Upload {repo_id.split('/')[-1]} with spgm-publish",
+            token=token,
+        )
+    except Exception as e:  # network, permission or quota errors of the Hub client
+        raise PublishError(
+            f"Upload of {stage_dir} to {repo_id} failed ({type(e).__name__}: {e}); the staged folder is kept."
+        ) from e
+
+
+def publish(
+    run_dir,
+    repo_id,
+    private=False,
+    dry_run=False,
+    stage_dir=None,
+    api=None,
+    token=None,
+    architecture=None,
+    license_name="apache-2.0",
+    dataset=None,
+    log=print,
+):
+    """Stages, verifies and (unless ``dry_run``) uploads the best model of a recipe output folder.
+
+    Returns
+    -------
+    dict
+        ``stage_dir``, ``checkpoint``, ``results``, ``max_diff`` and, after an upload, ``commit``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PublishError(f"Run folder {run_dir} does not exist.")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PublishError(f"--repo must look like user/name, got {repo_id!r}.")
+    ckpt = find_best_checkpoint(run_dir)
+    results = read_test_results(run_dir)
+    arch = read_run_architecture(run_dir, architecture)
+    if not dry_run:
+        token = resolve_token(token)
+    if dataset is None:
+        hp = _load_run_hparams(run_dir)
+        dataset = str(hp.get("dataset", "custom"))
+    reference = load_checkpoint_modules(arch, ckpt.path)
+    stage_dir = Path(stage_dir) if stage_dir else run_dir / "hub" / repo_id.split("/")[-1]
+    stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name, dataset)
+    log(f"Staged {stage_dir} from {Path(ckpt.path).name} ({arch.name}, SI-SNRi {results['si-snr_i']:.2f} dB).")
+    max_diff = verify_staged(stage_dir, reference, arch.num_spks, arch.sample_rate)
+    log(f"Verified: from_hparams({stage_dir}) separates like the checkpoint (max |diff| {max_diff:.2g}).")
+    out = {"stage_dir": stage_dir, "checkpoint": Path(ckpt.path), "results": results, "max_diff": max_diff}
+    if dry_run:
+        log("Dry run: nothing uploaded.")
+        return out
+    out["commit"] = upload(stage_dir, repo_id, token, private, api)
+    log(f"Uploaded to https://huggingface.co/{repo_id} ({getattr(out['commit'], 'commit_url', out['commit'])}).")
+    return out
+
+
+def main(argv=None, api=None):
+    """Entry point of ``spgm-publish``; returns the exit status (0 ok, 1 refused)."""
+    parser = argparse.ArgumentParser(
+        prog="spgm-publish", description="Publish the best model of a recipe output folder to the Hugging Face Hub."
+    )
+    parser.add_argument("run_dir", help="recipe output folder (with save/, test_results.csv, hyperparams.yaml)")
+    parser.add_argument("--repo", required=True, help="Hub repo id, user/name")
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument("--dry-run", action="store_true", help="stage and verify, do not upload")
+    parser.add_argument("--stage-dir", default=None, help="staging folder (default <run_dir>/hub/<name>)")
+    parser.add_argument("--architecture", default=None, help="architecture name or YAML, if the run does not say")
+    parser.add_argument("--dataset", default=None, help="dataset id for the model card (default: run's 'dataset')")
+    parser.add_argument("--license", default="apache-2.0", help="license id for the model card")
+    args = parser.parse_args(argv)
+    try:
+        publish(
+            args.run_dir,
+            args.repo,
+            private=args.private,
+            dry_run=args.dry_run,
+            stage_dir=args.stage_dir,
+            api=api,
+            architecture=args.architecture,
+            license_name=args.license,
+            dataset=args.dataset,
+        )
+    except PublishError as e:
+        print(f"spgm-publish: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The quickstart: the whole job in miniature, on data the package makes itself.
+
+::
+
+    python -m spgm_lobes.quickstart [--output quickstart] [--minutes 8] [--librispeech PATH] [--debug]
+
+1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
+   with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
+   in the wsj0-2mix layout under ``<output>/corpus``;
+2. trains a small SPGM-AP with the real WSJ0Mix recipe
+   (``recipes/WSJ0Mix/separation/train.py hparams/spgm.yaml``) and
+   :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
+   training speakers, for a time budget (``--minutes``, through
+   :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`), on the GPU when
+   there is one;
+3. evaluates the best checkpoint on the test speakers and prints the SI-SNRi /
+   SDRi table (``<output>/run/test_results.csv``);
+4. separates one test mixture: ``<output>/example/*.wav`` and
+   ``<output>/example/separation.png`` (spectrograms of mixture, estimates and
+   references);
+5. stages a publishable model folder with ``spgm-publish --dry-run``
+   (``<output>/model``), loadable with
+   ``SepformerSeparation.from_hparams(source=<output>/model)``.
+
+The default corpus is synthetic (source-filter voices): the trained model
+separates such voices, not real speech.
+
+Measured (2026-11-22, 2-core CPU shared with other jobs, load average about 2):
+6.8 min in all (corpus reused; writing it takes about 10 s), 24 epochs of
+50 steps, test SI-SNRi 3.3 dB / SDRi 3.9 dB on 100 mixtures of unseen
+speakers. The issue's target (6 dB within 15 minutes) is not reached yet.
+"""
+
+import argparse
+import csv
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
+
+# A small SPGM-AP (the paper's block structure, scaled down for a CPU).
+MODEL = {
+    "N_encoder_out": 96,
+    "out_channels": 96,
+    "kernel_size": 32,
+    "kernel_stride": 16,
+    "chunk_size": 50,
+    "num_blocks": 2,
+    "intra_layers": 2,
+    "nhead": 4,
+    "d_ffn": 256,
+}
+TRAINING = {
+    "batch_size": 4,
+    "lr": 0.0015,
+    "training_signal_len": 16000,  # 2-s crops
+    "use_speedperturb": False,
+    "num_workers": 0,
+    "N_epochs": 200,
+    "ckpt_interval_minutes": 0,
+}
+CORPUS = {  # mixtures per split; training draws new mixtures every epoch (dynamic mixing)
+    "full": {"tr": 200, "cv": 24, "tt": 100},
+    "debug": {"tr": 4, "cv": 2, "tt": 2},
+}
+DEBUG_MODEL = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
+
+
+def _load_recipe():
+    """The WSJ0Mix recipe module (``train.py``), which holds ``prepare_data`` and ``build_datasets``."""
+    path = RECIPE_DIR / "train.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the quickstart from a source install (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("spgm_wsj0mix_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _yaml_mapping(values):
+    return "{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
+
+
+def make_corpus(output, librispeech=None, debug=False, seed=0):
+    """Writes (or reuses) ``<output>/corpus``; returns the corpus info dict."""
+    root = Path(output) / "corpus"
+    counts = CORPUS["debug" if debug else "full"]
+    done = root / "2speakers" / "DONE"
+    if done.is_file():
+        print(f"Reusing the corpus in {root}")
+        return {"data_folder": root / "2speakers", "base_folder_dm": root / "wsj0" / "si_tr_s"}
+    if root.exists():
+        shutil.rmtree(root)  # an interrupted earlier write
+    start = time.time()
+    if librispeech:
+        info = build_librispeech_corpus(
+            librispeech,
+            root,
+            n_mixtures=counts,
+            segment_seconds=2.0 if debug else 3.0,
+            max_segments_per_speaker=2 if debug else 8,
+            max_speakers=8 if debug else None,
+            seed=seed,
+        )
+    elif debug:
+        info = generate_demo_corpus(
+            root, n_speakers=8, utterances_per_speaker=2, n_mixtures=counts, duration_range=(0.5, 0.8), seed=seed
+        )
+    else:
+        info = generate_demo_corpus(root, n_mixtures=counts, seed=seed)
+    done.write_text("complete\n")
+    kind = "LibriSpeech-layout speech" if librispeech else "synthetic voices"
+    speakers = {k: len(v) for k, v in info["speakers"].items()}
+    print(f"Corpus ({kind}) written to {root} in {time.time() - start:.1f} s: speakers {speakers}")
+    return info
+
+
+def train_and_test(output, corpus, minutes=8.0, debug=False, device=None, seed=1234):
+    """Runs the WSJ0Mix recipe on the corpus; returns the Brain (best checkpoint loaded)."""
+    recipe = _load_recipe()
+    model = dict(MODEL, **(DEBUG_MODEL if debug else {}))
+    arch = f"!include:{REPO_ROOT / 'hparams' / 'spgm-ap.yaml'} {_yaml_mapping({'num_spks': 2, **model})}"
+    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    argv = [
+        str(RECIPE_DIR / "hparams" / "spgm.yaml"),
+        "--data_folder",
+        str(corpus["data_folder"]),
+        "--output_folder",
+        str(Path(output) / "run"),
+        "--dynamic_mixing",
+        "True",
+        "--base_folder_dm",
+        str(corpus["base_folder_dm"]),
+        "--arch",
+        arch,
+        "--seed",
+        str(seed),
+        "--device",
+        device,
+    ]
+    # --debug: at most two epochs of two steps on short crops (SpeechBrain's own --debug would
+    # send the checkpoints to a temporary folder, and the model folder is staged from them)
+    training = dict(TRAINING, **({"training_signal_len": 2000, "N_epochs": 2, "batch_size": 2} if debug else {}))
+    for key, value in training.items():
+        argv += [f"--{key}", str(value)]
+    # the time budget: stop at the last epoch boundary that fits in ``minutes``
+    budget = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [{training['N_epochs']}, {float(minutes)}]"
+    argv += ["--epoch_counter", budget]
+    start = time.time()
+    brain = recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets)
+    brain.quickstart_seconds = time.time() - start
+    return brain
+
+
+def read_results(csv_path):
+    """Rows of ``test_results.csv`` as dicts of floats, and the ``avg`` row."""
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    utterances = [{k: (v if k == "snt_id" else float(v)) for k, v in r.items()} for r in rows if r["snt_id"] != "avg"]
+    if not utterances:
+        raise ValueError(f"{csv_path} holds no test utterance")
+    return utterances
+
+
+def results_table(utterances):
+    """Text table of the test metrics (mean, median, 10th-90th percentiles).
+
+    Example
+    -------
+    >>> print(results_table([{"si-snr": 9.0, "si-snr_i": 9.5, "sdr": 9.2, "sdr_i": 9.7}]))  # doctest: +ELLIPSIS
+    metric     mean  median    p10    p90
+    SI-SNRi    9.50    9.50   9.50   9.50
+    ...
+    """
+    lines = [f"{'metric':<8}{'mean':>7}{'median':>8}{'p10':>7}{'p90':>7}"]
+    for label, key in (("SI-SNRi", "si-snr_i"), ("SDRi", "sdr_i"), ("SI-SNR", "si-snr"), ("SDR", "sdr")):
+        values = np.array([u[key] for u in utterances])
+        p10, p90 = np.percentile(values, [10, 90])
+        lines.append(f"{label:<8}{values.mean():>7.2f}{np.median(values):>8.2f}{p10:>7.2f}{p90:>7.2f}")
+    return "\n".join(lines)
+
+
+def _si_snr(est, ref):
+    est, ref = est - est.mean(), ref - ref.mean()
+    target = (est @ ref) / (ref @ ref + 1e-8) * ref
+    return float(10 * np.log10((target @ target) / ((est - target) @ (est - target) + 1e-8) + 1e-8))
+
+
+def separate_example(brain, corpus, output):
+    """Separates the first test mixture; writes wavs and the PNG; returns the PNG path and SI-SNRs."""
+    from .plotting import plot_separation
+
+    tt = Path(corpus["data_folder"]) / "wav8k" / "min" / "tt"
+    mix_path = sorted((tt / "mix").glob("*.wav"))[0]
+    mix, rate = sf.read(mix_path, dtype="float32")
+    refs = [sf.read(tt / s / mix_path.name, dtype="float32")[0] for s in ("s1", "s2")]
+    brain.modules.eval()
+    with torch.no_grad():
+        est = brain.separate(torch.from_numpy(mix)[None].to(brain.device))[0].cpu().numpy().T
+    # permutation with the best mean SI-SNR
+    straight = [_si_snr(est[0], refs[0]), _si_snr(est[1], refs[1])]
+    swapped = [_si_snr(est[1], refs[0]), _si_snr(est[0], refs[1])]
+    if sum(swapped) > sum(straight):
+        est, scores = est[::-1], swapped
+    else:
+        scores = straight
+    folder = Path(output) / "example"
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "mixture.wav", mix, rate)
+    for i in range(2):
+        peak = max(np.abs(est[i]).max(), 1e-8)
+        sf.write(folder / f"estimate{i + 1}.wav", est[i] / peak * 0.9, rate)
+        sf.write(folder / f"reference{i + 1}.wav", refs[i], rate)
+    mix_scores = [_si_snr(mix, refs[0]), _si_snr(mix, refs[1])]
+    gain = np.mean(scores) - np.mean(mix_scores)
+    png = plot_separation(
+        folder / "separation.png",
+        mix,
+        list(est),
+        refs,
+        sample_rate=rate,
+        si_snr=scores,
+        title=f"{mix_path.stem}  (SI-SNRi {gain:+.1f} dB)",
+    )
+    return png, scores, gain
+
+
+def stage_model(output):
+    """Stages ``<output>/model`` with ``spgm-publish --dry-run`` (which checks that
+    ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint)."""
+    from .publish import main as publish_main
+
+    stage_dir = Path(output) / "model"
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    publish_main(
+        [str(Path(output) / "run"), "--repo", "local/spgm-quickstart", "--dry-run", "--stage-dir", str(stage_dir)]
+    )
+    return stage_dir
+
+
+def parse_args(argv=None):
+    """Command-line options of the quickstart."""
+    parser = argparse.ArgumentParser(
+        prog="spgm-quickstart",
+        description="Generate a demo corpus, train a small SPGM with the WSJ0Mix recipe, evaluate, separate, stage.",
+    )
+    parser.add_argument("--output", default="quickstart", help="output folder (default: ./quickstart)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default 8)")
+    parser.add_argument("--librispeech", default=None, help="LibriSpeech-layout folder: use real speech instead")
+    parser.add_argument("--debug", action="store_true", help="seconds-long pass with a tiny model (for tests)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda:0 when available, else cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Runs the quickstart; returns a dict of what it measured and wrote."""
+    args = parse_args(argv)
+    output = Path(args.output).resolve()
+    start = time.time()
+    corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
+    brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
+    utterances = read_results(output / "run" / "test_results.csv")
+    png, scores, gain = separate_example(brain, corpus, output)
+    stage_dir = stage_model(output)
+    elapsed = time.time() - start
+    print()
+    print(f"Test set: {len(utterances)} mixtures of unseen speakers  ({output / 'run' / 'test_results.csv'})")
+    print(results_table(utterances))
+    print(f"Example separation: {png}  (SI-SNR {scores[0]:.1f} / {scores[1]:.1f} dB, SI-SNRi {gain:+.1f} dB)")
+    print(f"Model folder: {stage_dir}  (SepformerSeparation.from_hparams(source='{stage_dir}'))")
+    print(f"Total time {elapsed / 60:.1f} min on {brain.device}")
+    return {
+        "si_snr_i": float(np.mean([u["si-snr_i"] for u in utterances])),
+        "sdr_i": float(np.mean([u["sdr_i"] for u in utterances])),
+        "png": png,
+        "model": stage_dir,
+        "seconds": elapsed,
+    }
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

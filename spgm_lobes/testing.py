@@ -1,0 +1,78 @@
+"""Tiny configurations and corpora for tests, examples and smoke runs.
+
+Everything here is generated on the fly; nothing is downloaded.
+"""
+
+from pathlib import Path
+
+import torch
+
+from .architectures import HPARAMS_DIR
+
+REPO_ROOT = HPARAMS_DIR.parent
+
+TINY_ARCH_OVERRIDES = {
+    "N_encoder_out": 16,
+    "out_channels": 16,
+    "nhead": 2,
+    "d_ffn": 32,
+    "intra_layers": 1,
+    "chunk_size": 10,
+}
+"""Architecture overrides that make any ``hparams/`` model tiny (about 14k parameters)."""
+
+TINY_ARCH = "{" + ", ".join(f"{k}: {v}" for k, v in TINY_ARCH_OVERRIDES.items()) + "}"
+"""The same overrides as a command-line value: ``train.py ... --arch "<TINY_ARCH>"``."""
+
+
+def speech_or_synthetic_sources(count, samples, speech_root, rng):
+    """``count`` distinct 8 kHz signals of ``samples`` samples: real speech from
+    distinct LibriSpeech speakers when available, else synthetic harmonic voices."""
+    import numpy as np
+
+    signals = []
+    if speech_root is not None:
+        import soundfile as sf
+        import torchaudio
+
+        speakers = sorted((speech_root / "LibriSpeech" / "train-clean-100").iterdir())
+        for spk in speakers[:count]:
+            path = sorted(spk.rglob("*.flac"))[0]
+            audio, rate = sf.read(path, frames=int(samples * 16000 / 8000) + 16000, start=8000, dtype="float32")
+            audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, 8000).numpy()[:samples]
+            signals.append(audio / (np.abs(audio).max() + 1e-6) * 0.3)
+    t = np.arange(samples) / 8000
+    while len(signals) < count:
+        f0 = rng.uniform(90, 260) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(1, 4) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / 8000
+        sig = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+        signals.append((0.1 * sig).astype("float32"))
+    return signals
+
+
+def make_wsj0mix_corpus(root, num_spks=2, per_split=3, samples=2400, speech_root=None, seed=0):
+    """Writes a tiny corpus in the wsj0-mix layout ``root/wav8k/min/{tr,cv,tt}/{mix,s1,..}``
+    plus WSJ0-style speaker folders ``root/si_tr_s/<spk>/<utt>.wav`` for dynamic mixing."""
+    import numpy as np
+    import soundfile as sf
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    n_speakers = max(4, num_spks + 1)
+    voices = speech_or_synthetic_sources(n_speakers, samples, speech_root, rng)
+    for s, voice in enumerate(voices):
+        folder = root / "si_tr_s" / f"spk{s:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"spk{s:02d}_utt0.wav", voice, 8000, subtype="FLOAT")
+    for split in ("tr", "cv", "tt"):
+        for k in range(per_split):
+            chosen = rng.choice(n_speakers, num_spks, replace=False)
+            length = samples - int(rng.integers(0, samples // 4))  # different lengths -> padding in batches
+            sources = [np.roll(voices[c], int(rng.integers(samples)))[:length] for c in chosen]
+            name = f"{split}_{k:03d}.wav"
+            for i, src in enumerate(sources):
+                (root / "wav8k" / "min" / split / f"s{i + 1}").mkdir(parents=True, exist_ok=True)
+                sf.write(root / "wav8k" / "min" / split / f"s{i + 1}" / name, src, 8000, subtype="FLOAT")
+            (root / "wav8k" / "min" / split / "mix").mkdir(parents=True, exist_ok=True)
+            sf.write(root / "wav8k" / "min" / split / "mix" / name, sum(sources), 8000, subtype="FLOAT")
+    return root

@@ -1,0 +1,22 @@
+"""Smoke test of bench/librimix_mini.py --quick (synthetic corpus, tiny model, CPU)."""
+
+import importlib.util
+import json
+
+from spgm_lobes.testing import REPO_ROOT
+
+
+def test_quick_benchmark_runs_end_to_end(tmp_path):
+    spec = importlib.util.spec_from_file_location("librimix_mini", REPO_ROOT / "bench" / "librimix_mini.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    work = tmp_path / "work"
+    argv = ["--quick", "--out", str(out), "--work_dir", str(work), "--n_train", "4", "--n_dev", "1", "--n_test", "2"]
+    result = bench.main(argv)
+    assert result["test_mixtures"] == 2 and result["epochs"] >= 1
+    assert json.loads((out / "results.json").read_text())["si-snr_i"] == result["si-snr_i"]
+    assert "SI-SNRi" in (out / "results.md").read_text()
+    # Created audio and checkpoints are removed, the metadata and results stay.
+    assert not (work / "data" / "Libri2Mix" / "wav8k").exists() and not (work / "save").exists()
+    assert (out / "metadata" / "libri2mix_test.csv").is_file() and (out / "train" / "test_results.csv").is_file()

@@ -1,0 +1,190 @@
+"""SPGMSeparation and spgm-separate: any rate, channels, length; silence; unreadable files; missing model."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.inference.separation import SepformerSeparation
+
+from spgm_lobes import inference
+from spgm_lobes.architectures import architecture_path
+from spgm_lobes.card import inference_card
+from spgm_lobes.inference import AudioReadError, ModelLoadError, SPGMSeparation, load_model, main
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES
+
+TINY = TINY_ARCH_OVERRIDES
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A model folder as from_hparams expects it: flattened card + three random-weight checkpoints."""
+    folder = tmp_path_factory.mktemp("model")
+    card = inference_card(architecture_path("spgm-ap-s"), TINY, sample_rate=8000, num_spks=2)
+    (folder / "hyperparams.yaml").write_text(card)
+    torch.manual_seed(3)
+    modules = load_hyperpyyaml(card)["modules"]
+    for name, module in modules.items():
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        torch.save(module.state_dict(), folder / f"{name}.ckpt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_model(model_dir)
+
+
+def speechlike(rate, seconds, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    sig = np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.3 * rng.standard_normal(t.shape)
+    sig = 0.4 * sig / np.abs(sig).max()
+    return np.stack([sig * (0.5 + 0.5 * c) for c in range(channels)], axis=1) if channels > 1 else sig
+
+
+def test_loads_as_speechbrain_and_matches_parent(model_dir, model, tmp_path):
+    parent = SepformerSeparation.from_hparams(source=str(model_dir), savedir=str(tmp_path / "sd"))
+    mix = torch.randn(2, 1203)
+    assert isinstance(model, SPGMSeparation)
+    assert torch.allclose(model.separate_batch(mix), parent.separate_batch(mix), atol=1e-6)
+
+
+def test_short_and_silent_batches(model):
+    for length in (1, 5, 15, 16, 17):
+        est = model.separate_batch(torch.randn(1, length))
+        assert est.shape == (1, length, 2) and torch.isfinite(est).all()
+    assert not model.separate_batch(torch.zeros(1, 800)).any()
+    tiny = model.separate_batch(1e-7 * torch.randn(1, 800))
+    assert torch.isfinite(tiny).all()
+
+
+@pytest.mark.parametrize(
+    "rate, channels, seconds",
+    [(16000, 1, 0.3), (44100, 2, 0.25), (8000, 1, 0.1), (22050, 3, 0.1)],
+)
+def test_cli_rates_channels_lengths(model_dir, tmp_path, rate, channels, seconds):
+    wav = tmp_path / "mix.wav"
+    sf.write(wav, speechlike(rate, seconds, channels), rate)
+    for out_rate, expect_rate, expect_len in (
+        ("model", 8000, round(seconds * 8000)),
+        ("input", rate, round(seconds * rate)),
+    ):
+        out = tmp_path / out_rate
+        assert main([str(wav), "--model", str(model_dir), "--out", str(out), "--rate", out_rate]) == 0
+        for i in (1, 2):
+            est, est_rate = sf.read(out / f"mix_source{i}.wav")
+            assert est_rate == expect_rate and est.shape == (expect_len,)
+            assert np.isfinite(est).all() and 0 < np.abs(est).max() <= 1
+
+
+def test_resampled_input_separates_like_its_model_rate_version(model):
+    sig16 = speechlike(16000, 0.2).astype("float32")
+    est, rate = model.separate_signal(sig16, 16000)
+    sig8 = torchaudio.functional.resample(torch.from_numpy(sig16), 16000, 8000)
+    direct = model.separate_batch(sig8.unsqueeze(0))[0]
+    direct = direct * (float(sig8.abs().max()) / direct.abs().amax(dim=0, keepdim=True))
+    assert rate == 8000 and torch.allclose(est, direct, atol=1e-5)
+
+
+def test_silent_file_gives_silent_sources(model_dir, tmp_path):
+    sf.write(tmp_path / "quiet.wav", np.zeros((4410, 2)), 44100)
+    assert main([str(tmp_path / "quiet.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o")]) == 0
+    for i in (1, 2):
+        est, _ = sf.read(tmp_path / "o" / f"quiet_source{i}.wav")
+        assert est.shape == (800,) and not est.any()
+
+
+def test_unreadable_files_are_reported_and_others_separated(model_dir, tmp_path, capsys):
+    good = tmp_path / "good.wav"
+    sf.write(good, speechlike(8000, 0.2), 8000)
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    missing = tmp_path / "missing.wav"
+    out = tmp_path / "out"
+    status = main([str(broken), str(good), str(missing), "--model", str(model_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "broken.wav: not a readable audio file" in err and "missing.wav: no such file" in err
+    assert "2 of 3 files could not be read" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good_source1.wav", "good_source2.wav"]
+
+
+def test_missing_or_incomplete_model(tmp_path, model_dir, capsys):
+    sf.write(tmp_path / "m.wav", speechlike(8000, 0.1), 8000)
+    assert main([str(tmp_path / "m.wav"), "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    assert "neither an existing folder nor a Hub repo id" in capsys.readouterr().err
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "hyperparams.yaml").write_text((model_dir / "hyperparams.yaml").read_text())
+    (partial / "encoder.ckpt").write_bytes((model_dir / "encoder.ckpt").read_bytes())
+    with pytest.raises(ModelLoadError, match="lacks masknet.ckpt, decoder.ckpt"):
+        load_model(partial)
+    assert main([str(tmp_path / "m.wav"), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "has no hyperparams.yaml" in capsys.readouterr().err
+
+
+def test_same_names_refused(model_dir, tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "mix.wav", speechlike(8000, 0.1), 8000)
+    args = [str(tmp_path / "a" / "mix.wav"), str(tmp_path / "b" / "mix.wav"), "--model", str(model_dir)]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert "would all write mix_source*.wav" in capsys.readouterr().err
+
+
+def test_read_audio_errors(tmp_path):
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 8000)
+    with pytest.raises(AudioReadError, match="empty.wav: the file holds no samples"):
+        inference.read_audio(tmp_path / "empty.wav")
+
+
+def test_long_input_is_one_pass(model, monkeypatch):
+    """Long inputs go through separate_sources once, whole (no segments to stitch)."""
+    calls = []
+    real = inference.separate_sources
+
+    def spy(modules, mix, num_spks, **kwargs):
+        calls.append(mix.shape)
+        return real(modules, mix, num_spks, **kwargs)
+
+    monkeypatch.setattr(inference, "separate_sources", spy)
+    est, _ = model.separate_signal(speechlike(8000, 3.0), 8000)
+    assert calls == [torch.Size([1, 24000])] and est.shape == (24000, 2)
+
+
+def test_separate_file_matches_separate_signal(model, tmp_path):
+    sig = speechlike(16000, 0.2, channels=2).astype("float32")
+    sf.write(tmp_path / "m.flac", sig, 16000)
+    est = model.separate_file(tmp_path / "m.flac", output_rate="input")
+    ref, _ = model.separate_signal(sf.read(tmp_path / "m.flac", dtype="float32")[0], 16000, "input")
+    assert est.shape == (1, 3200, 2) and torch.equal(est[0], ref)
+    with pytest.raises(AudioReadError, match="nobody/nothing/x.wav"):
+        model.separate_file(tmp_path / "nobody" / "nothing" / "x.wav")
+
+
+def test_fast_path_matches_plain_modules(model_dir, monkeypatch):
+    """Default: spgm_lobes.fast.separate (memory linear in length); --plain: SpeechBrain's modules. Same output."""
+    calls = []
+    real = inference.fast_separate
+    monkeypatch.setattr(inference, "fast_separate", lambda *a, **k: calls.append(a[3].shape) or real(*a, **k))
+    fast = load_model(model_dir)
+    plain = load_model(model_dir, use_fast_path=False)
+    mix = torch.from_numpy(speechlike(8000, 2.0, seed=1)).float().unsqueeze(0)
+    est_fast, est_plain = fast.separate_batch(mix), plain.separate_batch(mix)
+    assert calls == [torch.Size([1, 16000])]
+    assert (est_fast - est_plain).abs().max() <= 1e-4 * est_plain.abs().max()
+    assert inference.fast_path_unsupported_reason({"m": torch.nn.Linear(2, 2).double()}) == "parameters are not float32"
+
+
+def test_cli_plain_switch(model_dir, tmp_path):
+    sf.write(tmp_path / "m.wav", speechlike(8000, 0.5), 8000)
+    for flag in ([], ["--plain"]):
+        out = tmp_path / ("plain" if flag else "fast")
+        assert main([str(tmp_path / "m.wav"), "--model", str(model_dir), "--out", str(out), *flag]) == 0
+    a, _ = sf.read(tmp_path / "fast" / "m_source1.wav")
+    b, _ = sf.read(tmp_path / "plain" / "m_source1.wav")
+    assert np.abs(a - b).max() <= 2 / 32768  # 16-bit PCM of the same function
