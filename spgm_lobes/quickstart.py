@@ -26,8 +26,8 @@ The default corpus is synthetic (source-filter voices): the trained model
 separates such voices, not real speech.
 
 Measured (2026-11-22, 2-core CPU shared with other jobs, one training thread,
-``--minutes 8.5``): 8.8 min in all (corpus included), about 45 epochs of 50
-steps, test SI-SNRi 4.8 dB / SDRi 5.3 dB on 100 mixtures of 24 unseen
+``--minutes 8.5``): 8.8 min in all (corpus included), 46 epochs of 50
+steps, test SI-SNRi 4.9 dB / SDRi 5.5 dB on 100 mixtures of 24 unseen
 speakers. The issue's target (6 dB) is not reached yet: training and
 validation SI-SNR stay close (about 4.5 dB), so the model is limited by the
 number of steps it gets in the budget, not by the data.
