@@ -60,6 +60,11 @@ VOWEL_FORMANTS = {
 }
 VOWELS = tuple(VOWEL_FORMANTS)
 _NASAL = VOWELS.index("m")
+# Levels of the unvoiced parts (fricative hiss, plosive bursts) relative to the
+# voiced excitation; white-ish noise carries no speaker cue, so louder ones make
+# the separation task mostly a guess on those segments.
+FRICATIVE_LEVEL = 0.2
+BURST_LEVEL = 0.15
 
 
 @dataclass(frozen=True)
@@ -331,7 +336,7 @@ def synthesize_utterance(voice, duration, seed=0, fs=SAMPLE_RATE):
     b, a = _resonator(voice.fricative_center, 900.0, fs)
     hiss = lfilter(b, a, np.diff(rng.standard_normal(n + 1)))
     burst = rng.standard_normal(n)
-    signal = voiced + 0.6 * fric_env * hiss / (hiss.std() + 1e-12) + 0.5 * noise_env * burst
+    signal = voiced + FRICATIVE_LEVEL * fric_env * hiss / (hiss.std() + 1e-12) + BURST_LEVEL * noise_env * burst
     level = _active_rms(signal)
     if level > 0:
         signal *= 10 ** (-26 / 20) / level
