@@ -88,7 +88,38 @@ def read_mono(path, sample_rate, start=0, frames=-1):
     return audio
 
 
-class SpeakerMixingDataset(EpochSeededDataset):
+class SpeakerDrawingDataset(EpochSeededDataset):
+    """Base class of dynamic-mixing datasets that draw ``num_spks`` distinct
+    speakers, and one utterance of each, from ``<speaker_folder>/<speaker>/...``.
+
+    Raises ``ValueError`` naming the folder when it has fewer than ``num_spks``
+    speakers with audio.
+    """
+
+    def __init__(self, speaker_folder, num_spks, num_mixtures, sample_rate=8000, segment_samples=None, seed=1234):
+        super().__init__(num_mixtures, seed)
+        self.speakers = scan_speaker_folders(speaker_folder)
+        if len(self.speakers) < num_spks:
+            raise ValueError(
+                f"Dynamic mixing needs at least {num_spks} speakers with audio in {speaker_folder!r}; "
+                f"found {len(self.speakers)}."
+            )
+        self.speaker_ids = sorted(self.speakers)
+        self.num_spks = int(num_spks)
+        self.sample_rate = int(sample_rate)
+        self.segment_samples = int(segment_samples) if segment_samples else None
+
+    def draw_speaker_files(self, rng):
+        """One random utterance from each of ``num_spks`` distinct random speakers."""
+        chosen = rng.choice(len(self.speaker_ids), size=self.num_spks, replace=False)
+        files = []
+        for s in chosen:
+            utterances = self.speakers[self.speaker_ids[s]]
+            files.append(utterances[rng.integers(len(utterances))])
+        return files
+
+
+class SpeakerMixingDataset(SpeakerDrawingDataset):
     """WSJ0-2mix-style dynamic mixing from speaker folders.
 
     Each mixture takes ``num_spks`` distinct random speakers and one random
@@ -140,17 +171,7 @@ class SpeakerMixingDataset(EpochSeededDataset):
         rms=0.05,
         seed=1234,
     ):
-        super().__init__(num_mixtures, seed)
-        self.speakers = scan_speaker_folders(speaker_folder)
-        if len(self.speakers) < num_spks:
-            raise ValueError(
-                f"Dynamic mixing needs at least {num_spks} speakers with audio in {speaker_folder!r}; "
-                f"found {len(self.speakers)}."
-            )
-        self.speaker_ids = sorted(self.speakers)
-        self.num_spks = int(num_spks)
-        self.sample_rate = int(sample_rate)
-        self.segment_samples = int(segment_samples) if segment_samples else None
+        super().__init__(speaker_folder, num_spks, num_mixtures, sample_rate, segment_samples, seed)
         self.max_relative_db = float(max_relative_db)
         self.rms = float(rms)
 
@@ -160,10 +181,7 @@ class SpeakerMixingDataset(EpochSeededDataset):
 
     def __getitem__(self, index):
         rng = self.rng(index)
-        speakers = rng.choice(len(self.speaker_ids), size=self.num_spks, replace=False)
-        files = [
-            self.speakers[self.speaker_ids[s]][rng.integers(len(self.speakers[self.speaker_ids[s]]))] for s in speakers
-        ]
+        files = self.draw_speaker_files(rng)
         sources = [read_mono(f, self.sample_rate) for f in files]
         length = min(len(s) for s in sources)
         if self.segment_samples:

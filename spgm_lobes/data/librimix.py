@@ -33,7 +33,7 @@ import torchaudio
 from tqdm import tqdm
 
 from spgm_lobes.data.csv_dataset import write_csv
-from spgm_lobes.data.dynamic_mixing import EpochSeededDataset, read_mono, scan_speaker_folders
+from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset, read_mono
 from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
 
 SPLITS = ("train-360", "dev", "test")
@@ -621,7 +621,7 @@ def _write_mixture_metadata(split_dir, mix_type, mixture_ids, n_src, lengths):
     _write_csv(split_dir.parent / "metadata" / f"mixture_{split_dir.name}_{mix_type}.csv", columns, rows)
 
 
-class LibriMixDynamicDataset(EpochSeededDataset):
+class LibriMixDynamicDataset(SpeakerDrawingDataset):
     """LibriMix-style dynamic mixing: fresh mixtures from speaker folders at every epoch.
 
     Each item takes ``num_spks`` distinct random speakers, one random utterance of each and a
@@ -670,17 +670,7 @@ class LibriMixDynamicDataset(EpochSeededDataset):
         noise_folder=None,
         seed=1234,
     ):
-        super().__init__(num_mixtures, seed)
-        self.speakers = scan_speaker_folders(speaker_folder)
-        self.speaker_ids = sorted(self.speakers)
-        if len(self.speaker_ids) < num_spks:
-            raise ValueError(
-                f"Dynamic mixing needs at least {num_spks} speakers with audio in {speaker_folder!r}; "
-                f"found {len(self.speaker_ids)}."
-            )
-        self.num_spks = int(num_spks)
-        self.sample_rate = int(sample_rate)
-        self.segment_samples = int(segment_samples) if segment_samples else None
+        super().__init__(speaker_folder, num_spks, num_mixtures, sample_rate, segment_samples, seed)
         if self.segment_samples is not None and self.segment_samples < LOUDNESS_BLOCK_SECONDS * self.sample_rate:
             raise ValueError(
                 f"segment_samples={self.segment_samples} is shorter than the {LOUDNESS_BLOCK_SECONDS} s that "
@@ -700,11 +690,7 @@ class LibriMixDynamicDataset(EpochSeededDataset):
         return read_mono(path, self.sample_rate, start=start, frames=native).numpy().astype(np.float64)
 
     def _draw(self, rng):
-        chosen = rng.choice(len(self.speaker_ids), size=self.num_spks, replace=False)
-        files = []
-        for s in chosen:
-            utts = self.speakers[self.speaker_ids[s]]
-            files.append(utts[rng.integers(len(utts))])
+        files = self.draw_speaker_files(rng)
         sources = fit_length([self._window(f, self.segment_samples, rng) for f in files], "min")
         length = len(sources[0])
         noise = None
