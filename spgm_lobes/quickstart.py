@@ -35,7 +35,6 @@ number of steps it gets in the budget, not by the data.
 
 import argparse
 import csv
-import importlib.util
 import os
 import shutil
 import sys
@@ -47,6 +46,7 @@ import soundfile as sf
 import torch
 
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
+from .recipe import load_script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
@@ -85,9 +85,7 @@ def _load_recipe():
     path = RECIPE_DIR / "train.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the quickstart from a source install (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("spgm_wsj0mix_recipe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, "spgm_wsj0mix_recipe")
     return module
 
 

@@ -18,6 +18,8 @@ A recipe only provides dataset preparation and dataset-specific mixing::
 modules), trains and evaluates with the Brain.
 """
 
+import importlib.util
+
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
@@ -72,3 +74,20 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         test_loader_kwargs=hparams.get("dataloader_opts_test", hparams["dataloader_opts"]),
     )
     return brain
+
+
+def load_script(path, module_name):
+    """Imports a recipe or benchmark script (``train.py``, ``bench/*.py``) by path
+    and returns it as a module, without running its ``__main__`` block.
+
+    Example
+    -------
+    >>> from spgm_lobes.testing import REPO_ROOT
+    >>> train = load_script(REPO_ROOT / "recipes" / "WSJ0Mix" / "separation" / "train.py", "wsj0mix_train")
+    >>> callable(train.prepare_data) and callable(train.build_datasets)
+    True
+    """
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -16,6 +16,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from spgm_lobes import publish
 from spgm_lobes.architectures import architecture_path
 from spgm_lobes.publish import PublishError
+from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
 TINY = TINY_ARCH_OVERRIDES
@@ -248,14 +249,11 @@ def test_bad_repo_id(run):
 
 def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path):
     """Train a tiny SPGM with the WSJ0Mix recipe (1 epoch) -> spgm-publish --dry-run -> from_hparams: same output."""
-    import importlib.util
 
     from spgm_lobes.recipe import run_recipe
 
     recipe_dir = Path(__file__).resolve().parent.parent / "recipes" / "WSJ0Mix" / "separation"
-    spec = importlib.util.spec_from_file_location("wsj0mix_train", recipe_dir / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_script(recipe_dir / "train.py", "wsj0mix_train")
     run_dir = tmp_path / "run"
     argv = [str(recipe_dir / "hparams" / "spgm-ap-s.yaml"), "--data_folder", str(wsj0mix_corpus)]
     argv += ["--output_folder", str(run_dir), "--N_epochs", "1", "--num_workers", "0", "--device", "cpu"]

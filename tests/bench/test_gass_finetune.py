@@ -1,19 +1,18 @@
 """Smoke test of bench/gass_finetune.py --quick (CPU, tiny model, a few steps)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from spgm_lobes.recipe import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gass_finetune.py"
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("gass_finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "gass_finetune")
     return module
 
 

@@ -1,15 +1,13 @@
 """Smoke test of bench/librimix_mini.py --quick (synthetic corpus, tiny model, CPU)."""
 
-import importlib.util
 import json
 
+from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import REPO_ROOT
 
 
 def test_quick_benchmark_runs_end_to_end(tmp_path):
-    spec = importlib.util.spec_from_file_location("librimix_mini", REPO_ROOT / "bench" / "librimix_mini.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(REPO_ROOT / "bench" / "librimix_mini.py", "librimix_mini")
     out = tmp_path / "out"
     work = tmp_path / "work"
     argv = ["--quick", "--out", str(out), "--work_dir", str(work), "--n_train", "4", "--n_dev", "1", "--n_test", "2"]

@@ -1,19 +1,18 @@
 """Smoke test of bench/long_separation.py --quick (CPU, tiny model, 3 s through spgm-separate)."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from spgm_lobes.recipe import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "long_separation.py"
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("long_separation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "long_separation")
     return module
 
 

@@ -1,20 +1,19 @@
 """bench/speed.py: the --quick code paths run, failures are recorded instead of crashing."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from spgm_lobes.recipe import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
 
 
 @pytest.fixture
 def speed(monkeypatch):
-    spec = importlib.util.spec_from_file_location("speed_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "speed_bench")
     small = dict(module.QUICK, infer_seconds=(0.1,), long_seconds=(0.2, 0.4), train_batches=(2,))
     monkeypatch.setattr(module, "QUICK", small)
     return module

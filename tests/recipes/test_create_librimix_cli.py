@@ -1,19 +1,16 @@
 """The LibriMix creation command line (recipes/LibriMix/create_librimix.py)."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import write_toy_librispeech
+from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import REPO_ROOT
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location("create_librimix", REPO_ROOT / "recipes/LibriMix/create_librimix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(REPO_ROOT / "recipes/LibriMix/create_librimix.py", "create_librimix")
     return module
 
 

@@ -1,21 +1,20 @@
 """End-to-end --debug run of recipes/GASS/train.py on generated category folders (tiny model, CPU)."""
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from spgm_lobes.recipe import load_script
+
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "GASS"
 TINY_ARCH = "{num_spks: 4, N_encoder_out: 16, out_channels: 16, nhead: 2, d_ffn: 32, intra_layers: 1, chunk_size: 10}"
 
 
 def _load_recipe():
-    spec = importlib.util.spec_from_file_location("gass_train", RECIPE / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(RECIPE / "train.py", "gass_train")
     return module
 
 
@@ -133,9 +132,7 @@ def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus,
     _, gass_brain = debug_run
     gass_ckpt = sorted(Path(gass_brain.checkpointer.checkpoints_dir).glob("CKPT+*"))[-1]
     wsj0mix_train = RECIPE.parent / "WSJ0Mix" / "separation" / "train.py"
-    spec = importlib.util.spec_from_file_location("wsj0mix_train", wsj0mix_train)
-    wsj0mix = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wsj0mix)
+    wsj0mix = load_script(wsj0mix_train, "wsj0mix_train")
     argv = [
         str(RECIPE / "hparams" / "finetune-wsj0-2mix.yaml"),
         "--data_folder", str(wsj0mix_corpus),

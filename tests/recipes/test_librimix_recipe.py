@@ -1,22 +1,20 @@
 """End-to-end runs of the LibriMix separation recipe in --debug mode on a generated corpus."""
 
 import csv
-import importlib.util
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import create_librimix, generate_metadata, write_toy_librispeech
+from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE = REPO_ROOT / "recipes" / "LibriMix" / "separation"
 
 
 def _load_recipe():
-    spec = importlib.util.spec_from_file_location("librimix_train", RECIPE / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(RECIPE / "train.py", "librimix_train")
     return module
 
 
