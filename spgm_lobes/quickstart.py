@@ -2,7 +2,7 @@
 
 ::
 
-    python -m spgm_lobes.quickstart [--output quickstart] [--minutes 8.5] [--librispeech PATH] [--debug]
+    python -m spgm_lobes.quickstart [--output quickstart] [--minutes 10] [--librispeech PATH] [--debug]
 
 1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
    with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
@@ -135,27 +135,68 @@ def make_corpus(output, librispeech=None, debug=False, seed=0):
     return info
 
 
-def cpu_threads(cores=None, load=None):
-    """Torch CPU threads for training: the cores not already busy (at least one).
+def busy_cores(interval=0.5, cpus=None):
+    """How many of ``cpus`` (default: this process's CPUs) other work keeps busy,
+    measured from ``/proc/stat`` over ``interval`` seconds while this process sleeps.
 
-    OpenMP threads that share a core with another busy process wait for each
-    other at every operation; on a shared machine one thread per free core is
-    several times faster than one per core. ``OMP_NUM_THREADS`` wins when set
-    (and neither argument is given).
+    Returns ``None`` where ``/proc/stat`` cannot be read (not Linux).
 
     Example
     -------
-    >>> cpu_threads(cores=2, load=0.1), cpu_threads(cores=2, load=1.2), cpu_threads(cores=2, load=5.0)
+    >>> busy = busy_cores(0.05)
+    >>> busy is None or 0.0 <= busy <= len(os.sched_getaffinity(0))
+    True
+    """
+    cpus = set(os.sched_getaffinity(0) if cpus is None else cpus)
+
+    def times():
+        busy = total = 0
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                    continue
+                values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                total += sum(values)
+                busy += sum(values) - values[3] - values[4]
+        return busy, total
+
+    try:
+        busy0, total0 = times()
+        time.sleep(interval)
+        busy1, total1 = times()
+    except (OSError, ValueError):
+        return None
+    if total1 <= total0:
+        return None
+    return len(cpus) * (busy1 - busy0) / (total1 - total0)
+
+
+def cpu_threads(cores=None, busy=None):
+    """Torch CPU threads for training: the cores not busy with other work (at least one).
+
+    OpenMP threads that share a core with another busy process wait for each
+    other at every operation; on a shared machine one thread per free core is
+    several times faster than one per core. The busy cores are measured now
+    (:func:`busy_cores`), not read from the load average, which still counts
+    the corpus this process has just written. ``OMP_NUM_THREADS`` wins when
+    set (and neither argument is given).
+
+    Example
+    -------
+    >>> cpu_threads(cores=2, busy=0.1), cpu_threads(cores=2, busy=1.2), cpu_threads(cores=2, busy=5.0)
     (2, 1, 1)
     """
-    if cores is None and load is None and os.environ.get("OMP_NUM_THREADS"):
+    if cores is None and busy is None and os.environ.get("OMP_NUM_THREADS"):
         return int(os.environ["OMP_NUM_THREADS"])
     cores = cores or len(os.sched_getaffinity(0))
-    load = os.getloadavg()[0] if load is None else load
-    return max(1, min(cores, cores - int(round(load))))
+    if busy is None:
+        busy = busy_cores()
+        busy = os.getloadavg()[0] if busy is None else busy
+    return max(1, min(cores, cores - int(round(busy))))
 
 
-def train_and_test(output, corpus, minutes=8.5, debug=False, device=None, seed=1234):
+def train_and_test(output, corpus, minutes=10.0, debug=False, device=None, seed=1234):
     """Runs the WSJ0Mix recipe on the corpus; returns the Brain (best checkpoint loaded)."""
     recipe = _load_recipe()
     model = dict(MODEL, **(DEBUG_MODEL if debug else {}))
@@ -305,7 +346,7 @@ def parse_args(argv=None):
         description="Generate a demo corpus, train a small SPGM with the WSJ0Mix recipe, evaluate, separate, stage.",
     )
     parser.add_argument("--output", default="quickstart", help="output folder (default: ./quickstart)")
-    parser.add_argument("--minutes", type=float, default=8.5, help="training time budget in minutes (default 8.5)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default 10)")
     parser.add_argument("--librispeech", default=None, help="LibriSpeech-layout folder: use real speech instead")
     parser.add_argument("--debug", action="store_true", help="seconds-long pass with a tiny model (for tests)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda:0 when available, else cpu)")
