@@ -28,8 +28,8 @@ from speechbrain.utils.data_utils import split_path
 from speechbrain.utils.fetching import LocalStrategy, fetch
 from tqdm import tqdm
 
+from .fast import CompiledSeparator, unsupported_masknet_reason
 from .fast import separate as fast_separate
-from .fast import unsupported_masknet_reason
 
 OUTPUT_RATES = ("model", "input")
 
@@ -141,7 +141,9 @@ class SPGMSeparation(SepformerSeparation):
 
     HPARAMS_NEEDED = ["num_spks", "sample_rate"]
 
-    def __init__(self, *args, use_fast_path=None, fast_dtype=None, **kwargs):
+    def __init__(
+        self, *args, use_fast_path=None, fast_dtype=None, compile_fast_path=False, cuda_graphs=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         if use_fast_path is None:
             use_fast_path = bool(getattr(self.hparams, "use_fast_path", True))
@@ -149,6 +151,33 @@ class SPGMSeparation(SepformerSeparation):
         self.use_fast_path = use_fast_path
         #: compute dtype of the fast path (``torch.bfloat16`` on GPUs); None: float32
         self.fast_dtype = fast_dtype
+        #: with a ``fast_dtype``: inputs up to ``full_pass_max_seconds`` run whole on a
+        #: ``fast_dtype`` copy of the model (:class:`spgm_lobes.fast.CompiledSeparator`), each
+        #: dual-path block under ``torch.compile`` when ``compile_fast_path``; longer ones, and
+        #: float32, go through the sliced :func:`spgm_lobes.fast.separate`; ``cuda_graphs``
+        #: replays a CUDA graph for repeated inputs of one shape on the whole-input path
+        self.compile_fast_path = bool(compile_fast_path)
+        self.cuda_graphs = bool(cuda_graphs)
+        self.full_pass_max_seconds = 300.0
+        self._full_pass = None
+
+    def _full_pass_separator(self, length):
+        """The :class:`CompiledSeparator` for an input of ``length`` samples, or ``None``."""
+        low_precision = self.fast_dtype is not None and self.fast_dtype != torch.float32
+        short = length <= self.full_pass_max_seconds * self.hparams.sample_rate
+        if not (self.use_fast_path and low_precision and short) or fast_path_unsupported_reason(self.mods):
+            return None
+        if self._full_pass is None:
+            mods = self.mods
+            self._full_pass = CompiledSeparator(
+                mods.encoder,
+                mods.masknet,
+                mods.decoder,
+                dtype=self.fast_dtype,
+                compile=self.compile_fast_path,
+                cuda_graphs=self.cuda_graphs,
+            )
+        return self._full_pass
 
     @property
     def min_length(self):
@@ -178,8 +207,12 @@ class SPGMSeparation(SepformerSeparation):
             return mix.new_zeros(mix.shape[0], length, num_spks)
         if length < self.min_length:
             mix = F.pad(mix, (0, self.min_length - length))
+        full_pass = self._full_pass_separator(mix.shape[1])
         with torch.no_grad():
-            est = separate_sources(self.mods, mix, num_spks, fast=self.use_fast_path, dtype=self.fast_dtype)
+            if full_pass is not None:
+                est = full_pass(mix)
+            else:
+                est = separate_sources(self.mods, mix, num_spks, fast=self.use_fast_path, dtype=self.fast_dtype)
         if est.shape[1] < length:
             est = F.pad(est, (0, 0, 0, length - est.shape[1]))
         return est[:, :length]
@@ -298,7 +331,7 @@ class ModelLoadError(RuntimeError):
     """The separation model could not be found or loaded."""
 
 
-def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtype=None):
+def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtype=None, compile_fast_path=False):
     """Loads an :class:`SPGMSeparation` from a local folder or a Hub repo id.
 
     Arguments
@@ -314,6 +347,9 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
         Separate with :func:`spgm_lobes.fast.separate` where supported (else SpeechBrain's plain modules).
     fast_dtype : torch.dtype, optional
         Compute dtype of the fast path, e.g. ``torch.bfloat16`` on a GPU.
+    compile_fast_path : bool
+        With ``fast_dtype``: compile the dual-path blocks of the whole-input path
+        (GPU; each new input length compiles once, about 10 s).
     """
     source = str(source)
     local = Path(source)
@@ -335,6 +371,7 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
             run_opts={"device": device},
             use_fast_path=use_fast_path,
             fast_dtype=fast_dtype,
+            compile_fast_path=compile_fast_path,
         )
     except Exception as e:  # any failure to fetch, build or load the model
         raise ModelLoadError(f"Could not load model {source!r}: {type(e).__name__}: {e}") from e
@@ -358,7 +395,12 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--plain", action="store_true", help="run SpeechBrain's plain modules, not the fast path")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 compute on the fast path (GPUs)")
+    parser.add_argument(
+        "--compile", action="store_true", help="with --bf16: torch.compile the model for inputs up to 5 min (GPUs)"
+    )
     args = parser.parse_args(argv)
+    if args.compile and not args.bf16:
+        parser.error("--compile needs --bf16")
 
     stems = {}
     for path in args.mixtures:
@@ -370,7 +412,8 @@ def main(argv=None):
         return 2
 
     try:
-        model = load_model(args.model, args.savedir, args.device, not args.plain, torch.bfloat16 if args.bf16 else None)
+        dtype = torch.bfloat16 if args.bf16 else None
+        model = load_model(args.model, args.savedir, args.device, not args.plain, dtype, args.compile)
     except ModelLoadError as e:
         print(f"spgm-separate: error: {e}", file=sys.stderr)
         return 2

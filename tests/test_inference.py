@@ -188,3 +188,28 @@ def test_cli_plain_switch(model_dir, tmp_path):
     a, _ = sf.read(tmp_path / "fast" / "m_source1.wav")
     b, _ = sf.read(tmp_path / "plain" / "m_source1.wav")
     assert np.abs(a - b).max() <= 2 / 32768  # 16-bit PCM of the same function
+
+
+def test_bfloat16_whole_input_path_and_long_inputs_sliced(model_dir, monkeypatch):
+    """fast_dtype=bfloat16: short inputs run whole on a bfloat16 copy (CompiledSeparator), longer ones sliced."""
+    sliced = []
+    real = inference.fast_separate
+    monkeypatch.setattr(inference, "fast_separate", lambda *a, **k: sliced.append(a[3].shape) or real(*a, **k))
+    fp32 = load_model(model_dir)
+    bf16 = load_model(model_dir, fast_dtype=torch.bfloat16)
+    mix = torch.from_numpy(speechlike(8000, 1.0, seed=2)).float().unsqueeze(0)
+    ref = fp32.separate_batch(mix)
+    sliced.clear()
+    est = bf16.separate_batch(mix)
+    assert sliced == [] and isinstance(bf16._full_pass, inference.CompiledSeparator)
+    assert ((est - ref).norm() / ref.norm()).item() < 0.05
+    bf16.full_pass_max_seconds = 0.5  # longer inputs: the sliced path, memory linear in length
+    est_sliced = bf16.separate_batch(mix)
+    assert sliced == [torch.Size([1, 8000])] and ((est_sliced - ref).norm() / ref.norm()).item() < 0.05
+
+
+def test_cli_compile_needs_bf16(model_dir, tmp_path, capsys):
+    sf.write(tmp_path / "m.wav", speechlike(8000, 0.5), 8000)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "m.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--compile"])
+    assert "--compile needs --bf16" in capsys.readouterr().err

@@ -88,7 +88,7 @@ def group_norm_channels_last(x, norm):
     scale = torch.rsqrt(var + norm.eps)[:, None] * norm.weight.float()  # [B, N]
     shift = norm.bias.float() - mean[:, None] * scale
     shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-    return torch.addcmul(shift.view(shape), x, scale.view(shape))
+    return torch.addcmul(shift.view(shape), x, scale.view(shape)).to(x.dtype)
 
 
 def chunk_geometry(num_frames, K):
