@@ -25,7 +25,17 @@ Models (SPGM rows share one set of random weights, spgm-ap.yaml):
    compiles a static graph, the second one a dynamic graph reused afterwards).
    bfloat16 only, not in the one-pass table, and trained at the largest batch
    only, to bound the compilation time; the first call of each new graph (its
-   compile time) is recorded in ``speed.json`` as ``first_call_s``.
+   compile time) is recorded in ``speed.json`` as ``first_call_s``;
+ * ``fast-spgm-compiled-bf16`` (with the compiled row; ``fast-spgm-bf16`` without
+   compilation): :class:`spgm_lobes.fast.CompiledSeparator`, whole-input inference
+   on a bfloat16 copy of the weights (no autocast: residual stream, norms and
+   masks in bfloat16), with a CUDA graph replayed for repeated inputs of one
+   length when compiled; what ``SPGMSeparation(fast_dtype=torch.bfloat16,
+   compile_fast_path=True, cuda_graphs=True)`` runs for inputs up to 5 minutes.
+   Inference only.
+
+Training uses the Brain's loss (``spgm_lobes.losses.pit_si_snr_loss``: batched,
+no host synchronisation) for every row.
 
 Usage
  python bench/speed.py --out results/speed            # GPU, about 4-5 minutes (H100)
@@ -48,12 +58,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
-from spgm_lobes.fast import FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+from spgm_lobes.fast import CompiledSeparator, FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+from spgm_lobes.losses import pit_si_snr_loss  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
 SAMPLE_RATE = 8000
@@ -64,6 +74,7 @@ FULL = {
     "long_seconds": (300, 1200, 3600),
     "train_seconds": 4,
     "train_batches": (1, 4, 8),
+    "train_batches_compiled": (8, 16),
     "max_reps": 5,
     "case_budget_s": 12.0,
     "case_timeout_s": 90.0,
@@ -74,6 +85,7 @@ QUICK = {
     "long_seconds": (0.5, 1.0, 2.0),
     "train_seconds": 0.1,
     "train_batches": (1, 2),
+    "train_batches_compiled": (2,),
     "max_reps": 1,
     "case_budget_s": 1.0,
     "case_timeout_s": 30.0,
@@ -124,11 +136,12 @@ def build_modules(name, quick, device):
 class Model:
     """One benchmarked configuration: how it separates and how it trains."""
 
-    def __init__(self, name, modules, masknet=None, sliced=False, compiled=False):
+    def __init__(self, name, modules, masknet=None, sliced=False, compiled=False, separator=None):
         self.name = name
         self.compiled = compiled
-        # compiled rows: bfloat16, largest training batch and no one-pass table (compile time)
-        self.dtypes = (torch.bfloat16,) if compiled else (torch.float32, torch.bfloat16)
+        self.separator = separator  # a CompiledSeparator: inference only, its own dtype
+        # compiled rows: bfloat16, largest training batches and no one-pass table (compile time)
+        self.dtypes = (torch.bfloat16,) if compiled or separator is not None else (torch.float32, torch.bfloat16)
         self.encoder, self.decoder = modules["encoder"], modules["decoder"]
         self.masknet = masknet if masknet is not None else modules["masknet"]
         self.sliced = sliced
@@ -156,6 +169,8 @@ class Model:
 
     def separate(self, mix, dtype):
         """Inference in ``dtype`` (float32, or bfloat16 autocast)."""
+        if self.separator is not None:
+            return self.separator(mix)
         if self.sliced:
             return separate(self.encoder, self.masknet, self.decoder, mix, dtype=dtype, compiled=self.compiled)
         with torch.inference_mode(), autocast(mix.device, dtype):
@@ -311,7 +326,7 @@ class Bench:
         seconds = self.cfg["train_seconds"]
         for model in models:
             for dtype in model.dtypes:
-                batches = self.cfg["train_batches"][-1:] if model.compiled else self.cfg["train_batches"]
+                batches = self.cfg["train_batches_compiled"] if model.compiled else self.cfg["train_batches"]
                 for batch in batches:
                     rec = {
                         "section": "training",
@@ -333,7 +348,7 @@ class Bench:
                             optimizer.zero_grad(set_to_none=True)
                             with autocast(self.device, dtype):
                                 est = model.forward(mix)
-                            loss = get_si_snr_with_pitwrapper(targets, est.float()).mean()
+                            loss = pit_si_snr_loss(est.float(), targets).mean()
                             loss.backward()
                             optimizer.step()
                             return loss.detach()
@@ -408,6 +423,11 @@ class Bench:
         if args.compile:
             compiled = FastMaskNet(spgm["masknet"], compile=True)
             models.append(Model("fast-spgm-compiled", spgm, masknet=compiled, compiled=True))
+        separator = CompiledSeparator(
+            spgm["encoder"], spgm["masknet"], spgm["decoder"], compile=args.compile, cuda_graphs=args.compile
+        )
+        name = "fast-spgm-compiled-bf16" if args.compile else "fast-spgm-bf16"
+        models.append(Model(name, spgm, separator=separator, compiled=args.compile))
         if args.models:
             unknown = set(args.models) - {m.name for m in models}
             if unknown:
@@ -425,7 +445,7 @@ class Bench:
         plain = [m for m in models if m.name.startswith("sb-")]
         one_pass = plain + [m for m in models if m.sliced] + [m for m in models if not m.sliced and m not in plain]
         one_pass = [m for m in one_pass if not m.compiled]
-        trainable = [m for m in models if not m.sliced]
+        trainable = [m for m in models if not m.sliced and m.separator is None]
         print("## inference", flush=True)
         self.run_inference(models)
         print("## longest input in one pass", flush=True)
@@ -437,6 +457,7 @@ class Bench:
     # ---- report -----------------------------------------------------------------------------
     def markdown(self):
         cfg = self.cfg
+        train_batches = sorted(set(cfg["train_batches"]) | set(cfg["train_batches_compiled"]))
         lines = [f"Device: {self.info.get('device')}, torch {self.info.get('torch')}"]
         eq = self.info.get("equivalence_vs_sb_spgm", {})
         if eq:
@@ -465,14 +486,13 @@ class Bench:
             "",
             f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB)",
             "",
-            "| model | dtype | " + " | ".join(f"batch {b}" for b in cfg["train_batches"]) + " |",
-            "|---|---|" + "---|" * len(cfg["train_batches"]),
+            "| model | dtype | " + " | ".join(f"batch {b}" for b in train_batches) + " |",
+            "|---|---|" + "---|" * len(train_batches),
         ]
         for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
             by_batch = {r["batch"]: r for r in recs}
             cells = [
-                self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run (compile time)"
-                for b in cfg["train_batches"]
+                self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run" for b in train_batches
             ]
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
