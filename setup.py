@@ -21,6 +21,7 @@ setup(
         "torch>=2.7",
         "torchaudio>=2.7",
         "hyperpyyaml>=1.2",
+        "pyyaml>=6",
         "soundfile>=0.12",
         "pyloudnorm>=0.1.1",
         "huggingface_hub>=0.23",

@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.schedulers import update_learning_rate
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import random_crop, speed_perturb_sources
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.separation import separation_metrics
@@ -144,6 +145,15 @@ class SeparationBrain(sb.Brain):
             speed_perturb.device = self.device
         self.consecutive_bad_steps = 0
         self.skipped_steps = 0
+
+    def init_optimizers(self):
+        """Creates the optimizer (SpeechBrain), then moves aside the checkpoints a
+        killed run left incomplete (:mod:`spgm_lobes.checkpoints`), so that the
+        recovery which follows in ``on_fit_start`` loads the newest complete one.
+        Every recoverable, the optimizer included, is registered by now."""
+        super().init_optimizers()
+        if self.checkpointer is not None:
+            run_on_main(set_aside_incomplete_checkpoints, kwargs={"checkpointer": self.checkpointer})
 
     def fit_batch(self, batch):
         """One training step; skips (and counts) steps with a non-finite or

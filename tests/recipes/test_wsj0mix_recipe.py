@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from spgm_lobes.checkpoints import checkpoint_problem
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
@@ -54,8 +56,10 @@ def test_dynamic_mixing_run(wsj0mix_corpus, tmp_path):
 
 
 def _latest_checkpoint(save):
+    """The newest checkpoint the next run can recover (a kill can land in the middle of a save)."""
     ckpts = sorted(save.glob("CKPT+*"), key=lambda p: p.stat().st_mtime) if save.exists() else []
-    complete = [c for c in ckpts if (c / "CKPT.yaml").exists() and (c / "counter.ckpt").exists()]
+    needed = ["counter", "optimizer", "lr_scheduler", "brain"]
+    complete = [c for c in ckpts if checkpoint_problem(c, needed) is None]
     return complete[-1] if complete else None
 
 
@@ -87,6 +91,24 @@ def test_killed_run_resumes_with_its_epoch_and_learning_rate(wsj0mix_corpus, tmp
     assert resumed, log
     assert resumed[0].startswith(f"epoch: {epoch + 1}, lr: {saved_lr:.2e}"), (resumed[0], epoch, saved_lr)
     assert len(saved_sched["losses"]) == epoch  # the scheduler's history came back too
+    assert read_results(out)[-1]["snt_id"] == "avg"
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resumes(wsj0mix_corpus, tmp_path):
+    out = tmp_path / "out"
+    run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "1"))
+    (done,) = (out / "save").glob("CKPT+*")
+    # What a SIGKILL during the next save leaves: a newer folder whose optimizer file is cut short.
+    killed = out / "save" / "CKPT+2099-01-01+00-00-00+00"
+    shutil.copytree(done, killed)
+    (killed / "counter.ckpt").write_text("2")
+    data = (killed / "optimizer.ckpt").read_bytes()
+    (killed / "optimizer.ckpt").write_bytes(data[: len(data) // 3])
+
+    run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "2"))
+    log = (out / "train_log.txt").read_text()
+    assert "epoch: 2," in log and "epoch: 3," not in log  # resumed after epoch 1, not after the broken "2"
+    assert (out / "save" / "incomplete" / killed.name / "optimizer.ckpt").exists()
     assert read_results(out)[-1]["snt_id"] == "avg"
 
 

@@ -1,0 +1,93 @@
+"""Keeping a killed run resumable.
+
+SpeechBrain's ``Checkpointer`` writes ``CKPT.yaml`` first and then one ``<name>.ckpt``
+file per recoverable. A run killed in between (SIGKILL, out of memory, a pre-empted
+node) leaves a folder that looks like the newest checkpoint but cannot be loaded, so
+the next start crashes while recovering it. :func:`set_aside_incomplete_checkpoints`
+moves such folders to ``<save>/incomplete/`` (nothing is deleted) so that SpeechBrain
+recovers the newest complete checkpoint instead; the older checkpoints are still
+there because SpeechBrain deletes them only after a save has finished.
+
+Example
+-------
+>>> import tempfile, torch
+>>> from pathlib import Path
+>>> from speechbrain.utils.checkpoints import Checkpointer
+>>> save = Path(tempfile.mkdtemp())
+>>> ckpt = Checkpointer(save, recoverables={"model": torch.nn.Linear(2, 2)})
+>>> good = ckpt.save_checkpoint(name="good").path
+>>> bad = ckpt.save_checkpoint(name="killed").path
+>>> _ = (bad / "model.ckpt").write_bytes((bad / "model.ckpt").read_bytes()[:100])  # cut short
+>>> [p.name for p in set_aside_incomplete_checkpoints(ckpt)]
+['CKPT+killed']
+>>> ckpt.find_checkpoint().path.name
+'CKPT+good'
+"""
+
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+INCOMPLETE_DIR = "incomplete"
+
+
+def checkpoint_problem(ckpt_dir, names):
+    """Says why the checkpoint folder ``ckpt_dir`` cannot be recovered, or returns None.
+
+    ``names`` are the recoverables expected in it (``<name>.ckpt`` each); every
+    ``.ckpt`` file in it is checked as well. A file is unusable when it is missing,
+    empty, or a torch zip archive without its central directory (``torch.save``
+    writes that last, so a cut-short file lacks it).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    meta = ckpt_dir / "CKPT.yaml"
+    try:
+        yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        return f"{meta} cannot be read ({err.__class__.__name__})"
+    expected = [ckpt_dir / f"{name}.ckpt" for name in names]
+    for path in expected + sorted(set(ckpt_dir.glob("*.ckpt")) - set(expected)):
+        if not path.exists():
+            return f"{path} is missing"
+        if path.is_file():
+            if path.stat().st_size == 0:
+                return f"{path} is empty"
+            with open(path, "rb") as fin:
+                zipped = fin.read(2) == b"PK"
+            if zipped and not zipfile.is_zipfile(path):
+                return f"{path} is cut short"
+    return None
+
+
+def set_aside_incomplete_checkpoints(checkpointer):
+    """Moves the checkpoints of ``checkpointer`` that cannot be recovered to
+    ``<checkpoints_dir>/incomplete/`` with a warning; returns their new paths.
+
+    Call it on the main process once every recoverable is registered and before
+    recovering (``SeparationBrain.init_optimizers`` does).
+    """
+    save = Path(checkpointer.checkpoints_dir)
+    moved = []
+    if not save.is_dir():
+        return moved
+    for ckpt_dir in sorted(save.glob("CKPT+*")):
+        if not ckpt_dir.is_dir():
+            continue
+        problem = checkpoint_problem(ckpt_dir, checkpointer.recoverables)
+        if problem is None:
+            continue
+        target = save / INCOMPLETE_DIR / ckpt_dir.name
+        suffix = 1
+        while target.exists():
+            target = save / INCOMPLETE_DIR / f"{ckpt_dir.name}.{suffix}"
+            suffix += 1
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(str(ckpt_dir), str(target))
+        logger.warning("Checkpoint %s is incomplete (%s); moved it to %s", ckpt_dir, problem, target)
+        moved.append(target)
+    return moved
