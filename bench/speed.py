@@ -7,8 +7,9 @@ Measures
  * the longest input each model separates in one pass (300 / 1,200 / 3,600 s,
    bfloat16) with its peak GPU memory;
  * training throughput (audio seconds per second) on 4 s segments at batch
-   1 / 4 / 8: forward + backward (PIT SI-SNR loss) + Adam step (``fused=True``
-   on the GPU, for every model);
+   1 / 4 / 8 (compiled row: 8 / 16 / 32): forward + backward (PIT SI-SNR loss)
+   + Adam step (``fused=True`` on the GPU, for every model), with the share of
+   each step the host spends queueing kernels (CPU-bound when near 100%);
 in float32 and bfloat16 (autocast). Every case is isolated: an out-of-memory
 or any other error is recorded in the table ("OOM", "error: ...") and the run
 goes on; a global time budget skips what is left once spent.
@@ -74,7 +75,7 @@ FULL = {
     "long_seconds": (300, 1200, 3600),
     "train_seconds": 4,
     "train_batches": (1, 4, 8),
-    "train_batches_compiled": (8, 16),
+    "train_batches_compiled": (8, 16, 32),
     "max_reps": 5,
     "case_budget_s": 12.0,
     "case_timeout_s": 90.0,
@@ -230,6 +231,13 @@ def run_case(record, fn, device, timeout_s=None):
     return record
 
 
+def cpu_timed(fn):
+    """``(fn(), host seconds)``: the time to queue the work, without waiting for the GPU."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
 def timed(fn, device):
     sync(device)
     start = time.perf_counter()
@@ -356,17 +364,21 @@ class Bench:
                         try:
                             warm_up = [timed(step, self.device)[0] for _ in range(1 if self.args.quick else 2)]
                             rec["first_call_s"] = warm_up[0]
-                            times = []
+                            times, enqueue = [], []
                             while len(times) < self.cfg["train_steps"] and (
                                 sum(times) < self.cfg["case_budget_s"] or len(times) < 2
                             ):
-                                t, loss = timed(step, self.device)
+                                t, (loss, cpu) = timed(lambda: cpu_timed(step), self.device)
                                 times.append(t)
+                                enqueue.append(cpu)
                             if not torch.isfinite(loss):
                                 raise RuntimeError("non-finite loss")
                         finally:
                             model.train(False)
                         rec["seconds_per_step"] = float(np.median(times))
+                        if self.device.type == "cuda":  # on the CPU, queueing is computing
+                            # host time to launch a step: close to seconds_per_step when the CPU is the limit
+                            rec["cpu_seconds_per_step"] = float(np.median(enqueue))
                         rec["audio_s_per_s"] = batch * seconds / rec["seconds_per_step"]
 
                     self.records.append(self.case(rec, fn))
@@ -484,7 +496,8 @@ class Bench:
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines += [
             "",
-            f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB)",
+            f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB; "
+            "host: share of the step the CPU spends queueing work, near 100% when it is the limit)",
             "",
             "| model | dtype | " + " | ".join(f"batch {b}" for b in train_batches) + " |",
             "|---|---|" + "---|" * len(train_batches),
@@ -507,6 +520,8 @@ class Bench:
             extra.append(f"{rec[seconds_key]:.3g} s")
         if rec.get("peak_gib") is not None:
             extra.append(f"{rec['peak_gib']:.1f} GiB")
+        if rec.get("cpu_seconds_per_step") is not None:
+            extra.append(f"host {rec['cpu_seconds_per_step'] / rec['seconds_per_step']:.0%}")
         return text + (f" ({', '.join(extra)})" if extra else "")
 
 
