@@ -17,7 +17,8 @@ goes on; a global time budget skips what is left once spent.
 Models (SPGM rows share one set of random weights, spgm-ap.yaml):
  * ``sb-sepformer``: hparams/sepformer.yaml, plain SpeechBrain modules;
  * ``sb-spgm``: hparams/spgm-ap.yaml, plain SpeechBrain modules;
- * ``fast-spgm``: the same SPGM through :class:`spgm_lobes.fast.FastMaskNet`;
+ * ``fast-spgm``: the same SPGM through :class:`spgm_lobes.fast.FastMaskNet` and
+   :class:`spgm_lobes.fast.FastDecoder` (what the recipes train);
  * ``fast-spgm-sliced``: the same SPGM through :func:`spgm_lobes.fast.separate`
    (one pass, memory linear in length; inference only);
  * ``fast-spgm-compiled`` (on CUDA by default; ``--no-compile`` drops it,
@@ -63,7 +64,7 @@ from hyperpyyaml import load_hyperpyyaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
-from spgm_lobes.fast import CompiledSeparator, FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+from spgm_lobes.fast import CompiledSeparator, FastDecoder, FastMaskNet, estimate_separate_memory, separate  # noqa: E402
 from spgm_lobes.losses import pit_si_snr_loss  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
@@ -137,13 +138,14 @@ def build_modules(name, quick, device):
 class Model:
     """One benchmarked configuration: how it separates and how it trains."""
 
-    def __init__(self, name, modules, masknet=None, sliced=False, compiled=False, separator=None):
+    def __init__(self, name, modules, masknet=None, decoder=None, sliced=False, compiled=False, separator=None):
         self.name = name
         self.compiled = compiled
         self.separator = separator  # a CompiledSeparator: inference only, its own dtype
         # compiled rows: bfloat16, largest training batches and no one-pass table (compile time)
         self.dtypes = (torch.bfloat16,) if compiled or separator is not None else (torch.float32, torch.bfloat16)
-        self.encoder, self.decoder = modules["encoder"], modules["decoder"]
+        self.encoder = modules["encoder"]
+        self.decoder = decoder if decoder is not None else modules["decoder"]
         self.masknet = masknet if masknet is not None else modules["masknet"]
         self.sliced = sliced
         self.num_spks = modules["masknet"].num_spks
@@ -425,16 +427,16 @@ class Bench:
         for modules in (sepformer, spgm):
             for m in modules.values():
                 m.eval()
-        fast = FastMaskNet(spgm["masknet"])
+        fast, fast_decoder = FastMaskNet(spgm["masknet"]), FastDecoder(spgm["decoder"])
         models = [
             Model("sb-sepformer", sepformer),
             Model("sb-spgm", spgm),
-            Model("fast-spgm", spgm, masknet=fast),
-            Model("fast-spgm-sliced", spgm, sliced=True),
+            Model("fast-spgm", spgm, masknet=fast, decoder=fast_decoder),
+            Model("fast-spgm-sliced", spgm, decoder=fast_decoder, sliced=True),
         ]
         if args.compile:
             compiled = FastMaskNet(spgm["masknet"], compile=True)
-            models.append(Model("fast-spgm-compiled", spgm, masknet=compiled, compiled=True))
+            models.append(Model("fast-spgm-compiled", spgm, masknet=compiled, decoder=fast_decoder, compiled=True))
         separator = CompiledSeparator(
             spgm["encoder"], spgm["masknet"], spgm["decoder"], compile=args.compile, cuda_graphs=args.compile
         )

@@ -24,7 +24,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from .fast import use_fast_masknet
+from .fast import use_fast_decoder, use_fast_masknet
 from .separation import SeparationBrain
 
 
@@ -49,11 +49,10 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
 
     # The fast path computes the same function on the same parameters (checkpoints are identical);
     # use_fast_path: False runs the plain SpeechBrain modules.
-    modules = use_fast_masknet(
-        hparams["modules"],
-        enabled=hparams.get("use_fast_path", True),
-        compile=hparams.get("compile_fast_path", False),
-    )
+    # (the mask network and the decoder)
+    fast = hparams.get("use_fast_path", True)
+    modules = use_fast_masknet(hparams["modules"], enabled=fast, compile=hparams.get("compile_fast_path", False))
+    modules = use_fast_decoder(modules, enabled=fast)
     brain = brain_class(
         modules=modules,
         opt_class=hparams["optimizer"],

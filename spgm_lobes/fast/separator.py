@@ -27,6 +27,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from .decoder import FastDecoder, unsupported_decoder_reason
 from .masknet import FastMaskNet, unsupported_masknet_reason
 
 
@@ -77,7 +78,8 @@ class CompiledSeparator:
     def refresh(self):
         """Copies the current weights of the source modules again."""
         encoder, masknet, decoder = (copy.deepcopy(m).to(self.dtype).eval() for m in self._sources)
-        self.encoder, self.decoder = encoder, decoder
+        self.encoder = encoder
+        self.decoder = FastDecoder(decoder) if unsupported_decoder_reason(decoder) is None else decoder
         self.masknet = FastMaskNet(masknet, compile=self.compile).eval()
         self.num_spks = masknet.num_spks
         self._graph = None
