@@ -139,7 +139,7 @@ class _LinearReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, out = ctx.saved_tensors
-        grad = grad.masked_fill(out <= 0, 0)
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)  # ReLU's own backward kernel: grad where out > 0
         grad_x = grad @ weight if ctx.needs_input_grad[0] else None
         grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
         grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
