@@ -70,7 +70,8 @@ def group_norm_channels_last(x, norm):
     """``GroupNorm(1, N)`` of a channel-last tensor ``[B, ..., N]``: statistics
     over everything but the batch, affine per channel.
 
-    The statistics come from a parallel ``var_mean`` reduction (float32) and
+    The statistics come from a parallel ``var_mean`` reduction (float32; two
+    passes, mean then squared deviations, on the CPU) and
     the normalisation is one fused ``x * scale + shift`` with per-utterance,
     per-channel ``[B, N]`` factors. (A ``layer_norm`` over ``x.shape[1:]`` gives
     the same numbers, but its GPU kernel reduces each row in one thread block:
@@ -84,7 +85,12 @@ def group_norm_channels_last(x, norm):
     >>> torch.allclose(group_norm_channels_last(x, norm), ref, atol=1e-5)
     True
     """
-    var, mean = torch.var_mean(x.float(), dim=tuple(range(1, x.dim())), correction=0)
+    dims, xf = tuple(range(1, x.dim())), x.float()
+    if x.device.type == "cpu":  # the CPU var_mean kernel (Welford) is ~15x slower than two plain passes
+        mean = xf.mean(dim=dims)
+        var = (xf - mean.view((-1,) + (1,) * len(dims))).square().mean(dim=dims)
+    else:
+        var, mean = torch.var_mean(xf, dim=dims, correction=0)
     scale = torch.rsqrt(var + norm.eps)[:, None] * norm.weight.float()  # [B, N]
     shift = norm.bias.float() - mean[:, None] * scale
     shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
