@@ -18,8 +18,10 @@ keeps its activations allocated, so only the graph of the last input shape is
 kept: use it for repeated inputs of one length (streaming windows, benchmarks),
 not for a folder of files of different lengths.
 
-The original modules are left untouched (float32, trainable); the copy is made
-once, so call :meth:`CompiledSeparator.refresh` after changing their weights.
+The original modules are left untouched (float32, trainable). The copy is made
+again when their parameters or buffers have changed since (an optimizer step,
+``load_state_dict``, a move to another device): each call compares the tensors'
+version counters and storage addresses, which costs microseconds.
 """
 
 import copy
@@ -76,18 +78,27 @@ class CompiledSeparator:
         self.refresh()
 
     def refresh(self):
-        """Copies the current weights of the source modules again."""
+        """Copies the current weights of the source modules again (done by
+        itself when they change)."""
         encoder, masknet, decoder = (copy.deepcopy(m).to(self.dtype).eval() for m in self._sources)
         self.encoder = encoder
         self.decoder = FastDecoder(decoder) if unsupported_decoder_reason(decoder) is None else decoder
         self.masknet = FastMaskNet(masknet, compile=self.compile).eval()
         self.num_spks = masknet.num_spks
         self._graph = None
+        self._stamp = self._source_stamp()
+
+    def _source_stamp(self):
+        """Version counter and storage address of every source parameter and buffer."""
+        tensors = [t for m in self._sources for t in (*m.parameters(), *m.buffers())]
+        return tuple((t._version, t.data_ptr()) for t in tensors)
 
     def __call__(self, mix):
         """``[B, T]`` float mixtures -> ``[B, T, num_spks]`` float32 estimates."""
         if mix.dim() != 2:
             raise ValueError(f"mix must be [B, T], got shape {tuple(mix.shape)}.")
+        if self._source_stamp() != self._stamp:  # the source weights changed: copy them again
+            self.refresh()
         if self.cuda_graphs and mix.is_cuda:
             return self._replay(mix)
         with torch.inference_mode():
