@@ -29,7 +29,7 @@ Measured (2026-11-22, fresh clone and virtual environment, 2-core CPU, two
 training threads, default ``--minutes 10``): install and quickstart together
 11.2 min, 80 epochs of 50 steps, test SI-SNRi 6.7 dB / SDRi 7.3 dB on 100
 mixtures of 24 unseen speakers. On 2026-12-02, on a slower 2-core machine:
-12.1 min, 57 epochs, 6.1 dB SI-SNRi / 6.7 dB SDRi.
+12.1 min, 59 epochs, 6.3 dB SI-SNRi / 7.0 dB SDRi.
 """
 
 import argparse
