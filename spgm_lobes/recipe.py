@@ -21,6 +21,7 @@ modules), trains and evaluates with the Brain.
 import importlib.util
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
@@ -72,6 +73,11 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         min_key="si-snr",
         test_loader_kwargs=hparams.get("dataloader_opts_test", hparams["dataloader_opts"]),
     )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Shut DDP down before the interpreter exits: left to exit-time cleanup, the gloo
+        # threads can abort a process that has finished its work ("terminate called ...").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return brain
 
 
