@@ -100,14 +100,9 @@ def _check_modules(encoder, masknet, decoder):
     conv = encoder.conv1d
     if conv.in_channels != 1 or conv.padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
         raise ValueError("separate() expects SpeechBrain's Encoder (1 input channel, no padding).")
-    if not isinstance(decoder, FastDecoder) and (
-        decoder.out_channels != 1
-        or decoder.padding != (0,)
-        or decoder.output_padding != (0,)
-        or decoder.dilation != (1,)
-        or decoder.groups != 1
-    ):
-        raise ValueError("separate() expects SpeechBrain's Decoder (1 output channel, no padding).")
+    reason = None if isinstance(decoder, FastDecoder) else unsupported_decoder_reason(decoder)
+    if reason is not None:
+        raise ValueError(f"separate() expects SpeechBrain's Decoder (1 output channel, no padding): {reason}.")
 
 
 def estimate_separate_memory(encoder, masknet, num_samples, batch=1, dtype=torch.bfloat16, slice_budget_bytes=None):
@@ -268,17 +263,13 @@ def _separate(encoder, masknet, decoder, mix, dtype, slice_budget_bytes, chunks_
     weight = decoder.weight  # [N_in, 1, kernel]
     d_kernel, d_stride = decoder.kernel_size[0], decoder.stride[0]
     spks = masknet.num_spks
-    matmul_decoder = isinstance(decoder, FastDecoder) or unsupported_decoder_reason(decoder) is None
     out = torch.zeros(B, spks, (L - 1) * d_stride + d_kernel, device=device, dtype=torch.float32)
     for l0, l1 in _slices(L, frames_per_slice):
         feats = _overlap_add_frames(halves, P, K, l0, l1, masknet.prelu)
         masks = head_channels_last(masknet, feats)  # [B, l, spks, N_in]
         sep = masks * _encode_frames(encoder, mix, l0, l1).unsqueeze(2)
         sep = sep.permute(0, 2, 3, 1).reshape(B * spks, -1, l1 - l0)
-        if matmul_decoder:
-            wav = overlap_add_decode(sep, weight, None, d_stride)
-        else:
-            wav = F.conv_transpose1d(sep, weight, None, d_stride)
+        wav = overlap_add_decode(sep, weight, None, d_stride)
         out[:, :, l0 * d_stride : l0 * d_stride + wav.shape[-1]] += wav.view(B, spks, -1).float()
     if decoder.bias is not None:
         out += decoder.bias.float()

@@ -7,7 +7,9 @@ from speechbrain.lobes.models.dual_path import Decoder
 from spgm_lobes.fast import FastDecoder, overlap_add_decode, unsupported_decoder_reason, use_fast_decoder
 
 
-@pytest.mark.parametrize("kernel,stride,bias", [(16, 8, False), (32, 16, True), (8, 8, False), (24, 8, True)])
+@pytest.mark.parametrize(
+    "kernel,stride,bias", [(16, 8, False), (32, 16, True), (8, 8, False), (24, 8, True), (12, 8, False), (5, 3, True)]
+)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_outputs_and_gradients_equal_speechbrain(kernel, stride, bias, batch):
     torch.manual_seed(0)
@@ -49,13 +51,13 @@ def test_bfloat16_autocast_is_close_and_float32_out():
 
 
 def test_unsupported_decoders_stay_plain():
-    odd = Decoder(8, 1, 12, stride=8, bias=False)
-    assert "not a multiple" in unsupported_decoder_reason(odd)
+    padded = torch.nn.ConvTranspose1d(8, 1, 16, stride=8, padding=4)
+    assert "padding" in unsupported_decoder_reason(padded)
     assert "out_channels" in unsupported_decoder_reason(torch.nn.ConvTranspose1d(8, 2, 16, stride=8))
     assert "not a ConvTranspose1d" in unsupported_decoder_reason(torch.nn.Linear(2, 2))
-    assert use_fast_decoder({"decoder": odd})["decoder"] is odd
-    with pytest.raises(ValueError, match="not a multiple"):
-        FastDecoder(odd)
+    assert use_fast_decoder({"decoder": padded})["decoder"] is padded
+    with pytest.raises(ValueError, match="padding"):
+        FastDecoder(padded)
 
 
 def test_overlap_add_matches_conv_transpose_on_long_inputs():
