@@ -165,9 +165,11 @@ class SPGMSeparation(SepformerSeparation):
         """The :class:`CompiledSeparator` for an input of ``length`` samples, or ``None``."""
         low_precision = self.fast_dtype is not None and self.fast_dtype != torch.float32
         short = length <= self.full_pass_max_seconds * self.hparams.sample_rate
-        if not (self.use_fast_path and low_precision and short) or fast_path_unsupported_reason(self.mods):
+        if not (self.use_fast_path and low_precision and short):
             return None
-        if self._full_pass is None:
+        if self._full_pass is None:  # checked once: the separator follows later weight changes itself
+            if fast_path_unsupported_reason(self.mods):
+                return None
             mods = self.mods
             self._full_pass = CompiledSeparator(
                 mods.encoder,
