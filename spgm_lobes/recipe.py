@@ -48,9 +48,8 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         run_on_main(hparams["pretrainer"].collect_files)
         hparams["pretrainer"].load_collected()
 
-    # The fast path computes the same function on the same parameters (checkpoints are identical);
-    # use_fast_path: False runs the plain SpeechBrain modules.
-    # (the mask network and the decoder)
+    # The fast path (mask network and decoder) computes the same function on the same parameters
+    # (checkpoints are identical); use_fast_path: False runs the plain SpeechBrain modules.
     fast = hparams.get("use_fast_path", True)
     modules = use_fast_masknet(hparams["modules"], enabled=fast, compile=hparams.get("compile_fast_path", False))
     modules = use_fast_decoder(modules, enabled=fast)

@@ -30,7 +30,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .decoder import FastDecoder, unsupported_decoder_reason
+from .decoder import use_fast_decoder
 from .masknet import FastMaskNet, unsupported_masknet_reason
 
 
@@ -83,7 +83,7 @@ class CompiledSeparator:
         itself when they change)."""
         encoder, masknet, decoder = (copy.deepcopy(m).to(self.dtype).eval() for m in self._sources)
         self.encoder = encoder
-        self.decoder = FastDecoder(decoder) if unsupported_decoder_reason(decoder) is None else decoder
+        self.decoder = use_fast_decoder({"decoder": decoder})["decoder"]
         self.masknet = FastMaskNet(masknet, compile=self.compile).eval()
         self.num_spks = masknet.num_spks
         self._graph = None
