@@ -7,7 +7,7 @@ Measures
  * the longest input each model separates in one pass (300 / 1,200 / 3,600 s,
    bfloat16) with its peak GPU memory;
  * training throughput (audio seconds per second) on 4 s segments at batch
-   1 / 4 / 8 (compiled row: 8 / 16 / 32): forward + backward (PIT SI-SNR loss)
+   1 / 4 / 8 (compiled row: 8 / 16 / 32 / 48): forward + backward (PIT SI-SNR loss)
    + Adam step (``fused=True`` on the GPU, for every model), with the share of
    each step the host spends queueing kernels (CPU-bound when near 100%);
 in float32 and bfloat16 (autocast). Every case is isolated: an out-of-memory
@@ -42,6 +42,7 @@ no host synchronisation) for every row.
 Usage
  python bench/speed.py --out results/speed            # GPU, about 4-5 minutes (H100)
  python bench/speed.py --quick --out /tmp/speed       # CPU smoke test, tiny sizes
+ python bench/speed.py --models fast-spgm-compiled --sections training   # one row, one section
 
 Imports only torch, numpy, speechbrain, hyperpyyaml and spgm_lobes.
 """
@@ -76,7 +77,7 @@ FULL = {
     "long_seconds": (300, 1200, 3600),
     "train_seconds": 4,
     "train_batches": (1, 4, 8),
-    "train_batches_compiled": (8, 16, 32),
+    "train_batches_compiled": (8, 16, 32, 48),
     "max_reps": 5,
     "case_budget_s": 12.0,
     "case_timeout_s": 90.0,
@@ -460,12 +461,14 @@ class Bench:
         one_pass = plain + [m for m in models if m.sliced] + [m for m in models if not m.sliced and m not in plain]
         one_pass = [m for m in one_pass if not m.compiled]
         trainable = [m for m in models if not m.sliced and m.separator is None]
-        print("## inference", flush=True)
-        self.run_inference(models)
-        print("## longest input in one pass", flush=True)
-        self.run_long(one_pass)
-        print("## training", flush=True)
-        self.run_training(trainable)
+        sections = {
+            "inference": lambda: self.run_inference(models),
+            "long": lambda: self.run_long(one_pass),
+            "training": lambda: self.run_training(trainable),
+        }
+        for section in args.sections:
+            print(f"## {section}", flush=True)
+            sections[section]()
         return self.records
 
     # ---- report -----------------------------------------------------------------------------
@@ -539,6 +542,9 @@ def fmt_s(seconds):
     return f"{seconds:g}"
 
 
+SECTIONS = ("inference", "long", "training")
+
+
 def dtype_name(dtype):
     return {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
 
@@ -556,7 +562,16 @@ def parse_args(argv=None):
         help="add the torch.compile row fast-spgm-compiled (default: on CUDA only)",
     )
     parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="comma-separated subset of rows")
+    parser.add_argument(
+        "--sections",
+        type=lambda s: s.split(","),
+        default=list(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}, run in that order (default: all)",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown --sections {sorted(unknown)}; choose from {list(SECTIONS)}")
     if args.device is None:
         args.device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
     if args.compile is None:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from speechbrain.lobes.models.dual_path import SBTransformerBlock
+from torch.nn.attention.flex_attention import flex_attention
 
 from spgm_lobes.fast.layers import _pure_layer_arguments, linear_relu, transformer_block_forward
 
@@ -66,3 +67,34 @@ def test_fused_linear_relu_follows_autocast():
         out = linear_relu(x, w, b)
     assert out.dtype == torch.bfloat16
     assert torch.allclose(out.float(), torch.relu(torch.nn.functional.linear(x, w, b)), atol=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention trains on CUDA only (no GPU here)")
+def test_compiled_bf16_training_on_cuda_uses_flex_attention(monkeypatch, relative_error):
+    from spgm_lobes.fast import layers
+
+    calls = []
+
+    def counted_flex_attention(*args):
+        calls.append(args[0].shape)
+        return flex_attention(*args)
+
+    monkeypatch.setattr(layers, "flex_attention", counted_flex_attention)
+    torch.manual_seed(0)
+    block = SBTransformerBlock(2, 64, 2, d_ffn=128, use_positional_encoding=True, norm_before=True, dropout=0.0)
+    block = block.cuda().train()
+    x = torch.randn(6, 40, 64, device="cuda", requires_grad=True)
+    inputs = [x, *block.parameters()]
+
+    def output_and_grads(forward):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = forward(block, x)
+        return [out, *torch.autograd.grad(out.float().square().sum(), inputs)]
+
+    eager = output_and_grads(transformer_block_forward)  # SDPA
+    torch._dynamo.reset()
+    compiled = output_and_grads(torch.compile(transformer_block_forward))
+    assert calls, "the compiled bf16 training graph did not use FlexAttention"
+    errors = [relative_error(c.float(), e.float()) for c, e in zip(compiled, eager)]
+    print("relative errors (output, grads):", [f"{e:.1e}" for e in errors])
+    assert max(errors) < 3e-2  # bf16 rounding; a wrong scale, mask or layout is O(1)

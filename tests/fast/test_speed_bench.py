@@ -57,3 +57,11 @@ def test_hard_timeout_is_recorded(speed):
             pass
 
     assert speed.run_case({}, slow, torch.device("cpu"), timeout_s=0.2)["status"] == "timeout (> 0 s)"
+
+
+def test_sections_and_models_select_what_runs(speed):
+    bench = speed.main(["--quick", "--models", "fast-spgm", "--sections", "training", "--budget-s", "60"])
+    assert {(r["section"], r["model"]) for r in bench.records} == {("training", "fast-spgm")}
+    assert all(r["status"] == "ok" for r in bench.records)
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--quick", "--sections", "inference,speed"])
