@@ -166,8 +166,10 @@ def linear_relu(x, weight, bias):
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
-def attention(q, k, v):
-    """``softmax(q kᵀ / √D) v`` of ``[M, H, T, D]`` tensors (no mask, no dropout).
+def attention(q, k, v, chunks=False):
+    """``softmax(q kᵀ / √D) v`` of ``[M, H, T, D]`` tensors (no mask, no dropout);
+    ``chunks=True`` says the sequences are fixed-length chunks (intra-chunk
+    attention), whose length does not change between calls.
 
     Inside ``torch.compile`` on CUDA, in bfloat16 / float16 when gradients are
     recorded, this is FlexAttention: a Triton kernel Inductor generates for the
@@ -175,7 +177,10 @@ def attention(q, k, v):
     take 27 ms of a compiled training step at batch 16 instead of 32 ms for
     cuDNN's SDPA, and the CPU queues it faster (H200, 4 s segments:
     ``bench/speed.py`` 475 / 580 audio-s/s at batch 8 / 32, against 352 / 551
-    with cuDNN). Everywhere else it is
+    with cuDNN). It is used for chunks only, the shape it was measured on;
+    attention over a varying number of chunks (Sepformer's inter-chunk
+    blocks, a dynamic sequence length in the compiled graph) keeps SDPA.
+    Everywhere else it is
     :func:`torch.nn.functional.scaled_dot_product_attention`: FlexAttention has
     no CPU backward and is unfused outside ``torch.compile``, and inference
     keeps the kernel it was measured with.
@@ -187,21 +192,22 @@ def attention(q, k, v):
     True
     """
     half = q.dtype in (torch.bfloat16, torch.float16)
-    if q.is_cuda and half and q.requires_grad and torch.compiler.is_compiling():
+    if chunks and q.is_cuda and half and q.requires_grad and torch.compiler.is_compiling():
         return flex_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
 
 
-def prenorm_relu_layer(x, norm1, attention_weights, norm2, ffn1, ffn2, nhead):
+def prenorm_relu_layer(x, norm1, attention_weights, norm2, ffn1, ffn2, nhead, chunks=False):
     """Pure-tensor pre-norm transformer layer with ReLU feed-forward and no
     dropout. Each of ``norm1`` ... ``ffn2`` is a ``(weight, bias)`` pair
     (``norm*`` with ``eps``); ``attention_weights`` is
-    ``(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)``."""
+    ``(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)``;
+    ``chunks`` as in :func:`attention`."""
     M, T, E = x.shape
     in_w, in_b, out_w, out_b = attention_weights
     y = F.layer_norm(x, (E,), norm1[0], norm1[1], norm1[2])
     q, k, v = F.linear(y, in_w, in_b).view(M, T, 3, nhead, E // nhead).permute(2, 0, 3, 1, 4).unbind(0)
-    a = attention(q, k, v).transpose(1, 2).reshape(M, T, E)
+    a = attention(q, k, v, chunks).transpose(1, 2).reshape(M, T, E)
     x = x + F.linear(a, out_w, out_b)
     y = F.layer_norm(x, (E,), norm2[0], norm2[1], norm2[2])
     return x + F.linear(linear_relu(y, ffn1[0], ffn1[1]), ffn2[0], ffn2[1])
@@ -248,9 +254,10 @@ def compiled_transformer_block_forward():
     return _COMPILED["block"]
 
 
-def transformer_block_forward(block, x):
+def transformer_block_forward(block, x, chunks=False):
     """Same function as ``block(x)`` for an ``SBTransformerBlock`` ``block``,
-    ``x`` of shape ``[M, T, E]``.
+    ``x`` of shape ``[M, T, E]`` (``chunks=True``: ``T`` is a fixed chunk
+    length, see :func:`attention`).
 
     Example
     -------
@@ -266,16 +273,17 @@ def transformer_block_forward(block, x):
         if arguments is None:
             x = encoder_layer_forward(layer, x)
         else:
-            x = prenorm_relu_layer(x, *arguments)
+            x = prenorm_relu_layer(x, *arguments, chunks=chunks)
     return block.mdl.norm.norm(x)
 
 
-def sequence_forward(module, x, compiled=False):
+def sequence_forward(module, x, compiled=False, chunks=False):
     """Applies a sequence model (``[M, T, E] -> [M, T, E]``) the fastest way
     available: fused for ``SBTransformerBlock`` (``compiled=True``: under
-    ``torch.compile``), the module itself otherwise."""
+    ``torch.compile``; ``chunks=True``: ``T`` is the fixed chunk length, see
+    :func:`attention`), the module itself otherwise."""
     if unsupported_transformer_reason(module) is None:
         if compiled:
-            return compiled_transformer_block_forward()(module, x)
-        return transformer_block_forward(module, x)
+            return compiled_transformer_block_forward()(module, x, chunks)
+        return transformer_block_forward(module, x, chunks)
     return module(x)

@@ -303,7 +303,8 @@ def _dual_block_sliced(block, h, t, chunk_slices, K, compiled):
     # intra model, chunk slices: t = intra(h)
     moments = _Moments(B, h.device)
     for s0, s1 in chunk_slices:
-        y = sequence_forward(block.intra_mdl, h[:, s0:s1].reshape(-1, K, N).float(), compiled).view(B, s1 - s0, K, N)
+        rows = h[:, s0:s1].reshape(-1, K, N).float()
+        y = sequence_forward(block.intra_mdl, rows, compiled, chunks=True).view(B, s1 - s0, K, N)
         if norm_on:
             moments.add(y)
         t[:, s0:s1] = y

@@ -194,7 +194,7 @@ def dual_block_forward(block, x, compiled=False):
     """One ``Dual_Computation_Block`` on chunks ``x`` ``[B, S, K, N]``
     (``compiled=True``: its transformer blocks under ``torch.compile``)."""
     B, S, K, N = x.shape
-    intra = sequence_forward(block.intra_mdl, x.reshape(B * S, K, N), compiled=compiled).view(B, S, K, N)
+    intra = sequence_forward(block.intra_mdl, x.reshape(B * S, K, N), compiled, chunks=True).view(B, S, K, N)
     if block.linear_layer_after_inter_intra:
         intra = block.intra_linear(intra)
     if block.norm is not None:

@@ -89,7 +89,7 @@ def test_compiled_bf16_training_on_cuda_uses_flex_attention(monkeypatch, relativ
 
     def output_and_grads(forward, bf16):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            out = forward(block, x).float()
+            out = forward(block, x, True).float()  # chunks=True: the sequences are fixed-length chunks
         return [out, *torch.autograd.grad((out * weighting).sum(), inputs)]
 
     reference = output_and_grads(transformer_block_forward, bf16=False)  # float32, SDPA

@@ -96,3 +96,25 @@ def test_unsupported_model_is_refused():
     assert "chunk_size" in unsupported_masknet_reason(m)
     with pytest.raises(ValueError, match="chunk_size"):
         FastMaskNet(m)
+
+
+@pytest.mark.parametrize("name", ["spgm-ap", "sepformer"])
+def test_only_intra_chunk_attention_is_marked_as_chunks(name, build, monkeypatch):
+    # FlexAttention (compiled CUDA training) is chosen for fixed-length chunks only
+    from spgm_lobes.fast import layers
+
+    flags = []
+
+    def recording_attention(q, k, v, chunks=False):
+        flags.append((q.shape[-2], chunks))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    monkeypatch.setattr(layers, "attention", recording_attention)
+    hparams = build(name)
+    masknet = hparams["modules"]["masknet"]
+    with torch.no_grad():
+        fast_masknet_forward(masknet, torch.rand(2, masknet.conv1d.in_channels, 57))
+    K = masknet.K
+    assert (K, True) in flags
+    assert all(chunks == (length == K) for length, chunks in flags)
+    assert any(not chunks for _, chunks in flags) == (name == "sepformer")
