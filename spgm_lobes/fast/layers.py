@@ -178,12 +178,13 @@ def attention(q, k, v, chunks=False):
     cuDNN's SDPA, and the CPU queues it faster (H200, 4 s segments:
     ``bench/speed.py`` 475 / 580 audio-s/s at batch 8 / 32, against 352 / 551
     with cuDNN). It is used for chunks only, the shape it was measured on;
-    attention over a varying number of chunks (Sepformer's inter-chunk
-    blocks, a dynamic sequence length in the compiled graph) keeps SDPA.
-    Everywhere else it is
-    :func:`torch.nn.functional.scaled_dot_product_attention`: FlexAttention has
-    no CPU backward and is unfused outside ``torch.compile``, and inference
-    keeps the kernel it was measured with.
+    attention over a varying number of chunks (Sepformer's inter-chunk blocks,
+    a dynamic sequence length in the compiled graph) keeps SDPA.
+
+    Everywhere else this is
+    :func:`torch.nn.functional.scaled_dot_product_attention`: FlexAttention
+    has no CPU backward and is unfused outside ``torch.compile``, and
+    inference keeps the kernel it was measured with.
 
     Example
     -------
