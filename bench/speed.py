@@ -479,40 +479,44 @@ class Bench:
         eq = self.info.get("equivalence_vs_sb_spgm", {})
         if eq:
             lines.append(f"Relative error vs sb-spgm (fp32 reference, TF32 off): {json.dumps(eq)}")
-        lines += [
-            "",
-            "### Inference speed (× real time; wall seconds; peak GiB)",
-            "",
-            "| model | dtype | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["infer_seconds"]) + " |",
-            "|---|---|" + "---|" * len(cfg["infer_seconds"]),
-        ]
-        for (model, dtype), recs in group(self.records, "inference", ("model", "dtype")):
-            cells = [self.cell(r, "rtf", "seconds_median") for r in sorted(recs, key=lambda r: r["seconds"])]
-            lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "### Longest input in one pass (bf16; × real time; wall seconds; peak GiB)",
-            "",
-            "| model | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["long_seconds"]) + " |",
-            "|---|" + "---|" * len(cfg["long_seconds"]),
-        ]
-        for (model,), recs in group(self.records, "long", ("model",)):
-            cells = [self.cell(r, "rtf", "seconds_wall") for r in sorted(recs, key=lambda r: r["seconds"])]
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB; "
-            "host: share of the step the CPU spends queueing work, near 100% when it is the limit)",
-            "",
-            "| model | dtype | " + " | ".join(f"batch {b}" for b in train_batches) + " |",
-            "|---|---|" + "---|" * len(train_batches),
-        ]
-        for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
-            by_batch = {r["batch"]: r for r in recs}
-            cells = [
-                self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run" for b in train_batches
+        sections = self.args.sections
+        if "inference" in sections:
+            lines += [
+                "",
+                "### Inference speed (× real time; wall seconds; peak GiB)",
+                "",
+                "| model | dtype | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["infer_seconds"]) + " |",
+                "|---|---|" + "---|" * len(cfg["infer_seconds"]),
             ]
-            lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+            for (model, dtype), recs in group(self.records, "inference", ("model", "dtype")):
+                cells = [self.cell(r, "rtf", "seconds_median") for r in sorted(recs, key=lambda r: r["seconds"])]
+                lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+        if "long" in sections:
+            lines += [
+                "",
+                "### Longest input in one pass (bf16; × real time; wall seconds; peak GiB)",
+                "",
+                "| model | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["long_seconds"]) + " |",
+                "|---|" + "---|" * len(cfg["long_seconds"]),
+            ]
+            for (model,), recs in group(self.records, "long", ("model",)):
+                cells = [self.cell(r, "rtf", "seconds_wall") for r in sorted(recs, key=lambda r: r["seconds"])]
+                lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        if "training" in sections:
+            lines += [
+                "",
+                f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; "
+                "peak GiB; host: share of the step the CPU spends queueing work, near 100% when it is the limit)",
+                "",
+                "| model | dtype | " + " | ".join(f"batch {b}" for b in train_batches) + " |",
+                "|---|---|" + "---|" * len(train_batches),
+            ]
+            for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
+                by_batch = {r["batch"]: r for r in recs}
+                cells = [
+                    self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run" for b in train_batches
+                ]
+                lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     @staticmethod

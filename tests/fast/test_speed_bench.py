@@ -63,5 +63,7 @@ def test_sections_and_models_select_what_runs(speed):
     bench = speed.main(["--quick", "--models", "fast-spgm", "--sections", "training", "--budget-s", "60"])
     assert {(r["section"], r["model"]) for r in bench.records} == {("training", "fast-spgm")}
     assert all(r["status"] == "ok" for r in bench.records)
+    table = bench.markdown()
+    assert "### Training throughput" in table and "### Inference" not in table and "### Longest" not in table
     with pytest.raises(SystemExit):
         speed.parse_args(["--quick", "--sections", "inference,speed"])
