@@ -481,42 +481,34 @@ class Bench:
             lines.append(f"Relative error vs sb-spgm (fp32 reference, TF32 off): {json.dumps(eq)}")
         sections = self.args.sections
         if "inference" in sections:
-            lines += [
-                "",
-                "### Inference speed (× real time; wall seconds; peak GiB)",
-                "",
-                "| model | dtype | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["infer_seconds"]) + " |",
-                "|---|---|" + "---|" * len(cfg["infer_seconds"]),
+            rows = [
+                ((model, dtype), [self.cell(r, "rtf", "seconds_median") for r in sorted(recs, key=seconds)])
+                for (model, dtype), recs in group(self.records, "inference", ("model", "dtype"))
             ]
-            for (model, dtype), recs in group(self.records, "inference", ("model", "dtype")):
-                cells = [self.cell(r, "rtf", "seconds_median") for r in sorted(recs, key=lambda r: r["seconds"])]
-                lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+            columns = [f"{fmt_s(s)} s" for s in cfg["infer_seconds"]]
+            title = "Inference speed (× real time; wall seconds; peak GiB)"
+            lines += markdown_table(title, ("model", "dtype"), columns, rows)
         if "long" in sections:
-            lines += [
-                "",
-                "### Longest input in one pass (bf16; × real time; wall seconds; peak GiB)",
-                "",
-                "| model | " + " | ".join(f"{fmt_s(s)} s" for s in cfg["long_seconds"]) + " |",
-                "|---|" + "---|" * len(cfg["long_seconds"]),
+            rows = [
+                ((model,), [self.cell(r, "rtf", "seconds_wall") for r in sorted(recs, key=seconds)])
+                for (model,), recs in group(self.records, "long", ("model",))
             ]
-            for (model,), recs in group(self.records, "long", ("model",)):
-                cells = [self.cell(r, "rtf", "seconds_wall") for r in sorted(recs, key=lambda r: r["seconds"])]
-                lines.append(f"| {model} | " + " | ".join(cells) + " |")
+            columns = [f"{fmt_s(s)} s" for s in cfg["long_seconds"]]
+            title = "Longest input in one pass (bf16; × real time; wall seconds; peak GiB)"
+            lines += markdown_table(title, ("model",), columns, rows)
         if "training" in sections:
-            lines += [
-                "",
-                f"### Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; "
-                "peak GiB; host: share of the step the CPU spends queueing work, near 100% when it is the limit)",
-                "",
-                "| model | dtype | " + " | ".join(f"batch {b}" for b in train_batches) + " |",
-                "|---|---|" + "---|" * len(train_batches),
-            ]
+            rows = []
             for (model, dtype), recs in group(self.records, "training", ("model", "dtype")):
                 by_batch = {r["batch"]: r for r in recs}
                 cells = [
                     self.cell(by_batch[b], "audio_s_per_s", None) if b in by_batch else "not run" for b in train_batches
                 ]
-                lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+                rows.append(((model, dtype), cells))
+            title = (
+                f"Training throughput ({fmt_s(cfg['train_seconds'])} s segments; audio seconds per second; peak GiB; "
+                "host: share of the step the CPU spends queueing work, near 100% when it is the limit)"
+            )
+            lines += markdown_table(title, ("model", "dtype"), [f"batch {b}" for b in train_batches], rows)
         return "\n".join(lines) + "\n"
 
     @staticmethod
@@ -532,6 +524,18 @@ class Bench:
         if rec.get("cpu_seconds_per_step") is not None:
             extra.append(f"host {rec['cpu_seconds_per_step'] / rec['seconds_per_step']:.0%}")
         return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def seconds(rec):
+    return rec["seconds"]
+
+
+def markdown_table(title, key_names, columns, rows):
+    """Lines of a titled markdown table: the key columns, then ``columns``;
+    ``rows`` holds ``(keys, cells)`` pairs."""
+    header = [*key_names, *columns]
+    lines = ["", f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join([*keys, *cells]) + " |" for keys, cells in rows]
 
 
 def group(records, section, keys):
