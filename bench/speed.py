@@ -65,7 +65,14 @@ from hyperpyyaml import load_hyperpyyaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
-from spgm_lobes.fast import CompiledSeparator, FastDecoder, FastMaskNet, estimate_separate_memory, separate  # noqa: E402
+from spgm_lobes.fast import (  # noqa: E402
+    CompiledSeparator,
+    FastDecoder,
+    FastMaskNet,
+    decode_sources,
+    estimate_separate_memory,
+    separate,
+)
 from spgm_lobes.losses import pit_si_snr_loss  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
@@ -162,14 +169,7 @@ class Model:
     def forward(self, mix):
         """``[B, T]`` -> ``[B, T, num_spks]`` (SepformerSeparation.separate_batch's computation)."""
         mix_w = self.encoder(mix)
-        masks = self.masknet(mix_w)
-        est = torch.stack([self.decoder(mix_w * masks[i]) for i in range(self.num_spks)], dim=-1)
-        if est.dim() == 2:  # SpeechBrain's Decoder squeezes a batch of one
-            est = est.unsqueeze(0)
-        T = mix.shape[1]
-        if est.shape[1] < T:
-            return torch.nn.functional.pad(est, (0, 0, 0, T - est.shape[1]))
-        return est[:, :T]
+        return decode_sources(self.decoder, mix_w, self.masknet(mix_w), mix.shape[1])
 
     def separate(self, mix, dtype):
         """Inference in ``dtype`` (float32, or bfloat16 autocast)."""

@@ -48,6 +48,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import random_crop, speed_perturb_sources
+from .fast import decode_sources
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.separation import separation_metrics
 
@@ -89,15 +90,8 @@ class SeparationBrain(sb.Brain):
     def separate(self, mix):
         """Separates mixtures ``[B, T]`` into estimates ``[B, T, num_spks]``
         (encoder -> masknet -> decoder, trimmed/padded to ``T``)."""
-        num_spks = self.hparams.num_spks
         mix_w = self.modules.encoder(mix)
-        est_mask = self.modules.masknet(mix_w)
-        sep_h = mix_w.unsqueeze(0) * est_mask
-        est_source = torch.stack([self.modules.decoder(sep_h[i]) for i in range(num_spks)], dim=-1)
-        T_origin, T_est = mix.shape[1], est_source.shape[1]
-        if T_origin > T_est:
-            return F.pad(est_source, (0, 0, 0, T_origin - T_est))
-        return est_source[:, :T_origin]
+        return decode_sources(self.modules.decoder, mix_w, self.modules.masknet(mix_w), mix.shape[1])
 
     def prepare_batch(self, batch, stage):
         """Moves a batch to the device and applies the training augmentation.

@@ -11,7 +11,7 @@
   model, each dual-path block compiled (the fastest GPU inference).
 """
 
-from .decoder import FastDecoder, overlap_add_decode, unsupported_decoder_reason, use_fast_decoder
+from .decoder import FastDecoder, decode_sources, overlap_add_decode, unsupported_decoder_reason, use_fast_decoder
 from .layers import transformer_block_forward, unsupported_transformer_reason
 from .long import estimate_separate_memory, separate
 from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
@@ -20,6 +20,7 @@ from .separator import CompiledSeparator
 __all__ = [
     "CompiledSeparator",
     "FastDecoder",
+    "decode_sources",
     "overlap_add_decode",
     "unsupported_decoder_reason",
     "use_fast_decoder",

@@ -111,6 +111,24 @@ class FastDecoder(nn.Module):
         return torch.squeeze(out, dim=1) if torch.squeeze(out).dim() == 1 else torch.squeeze(out)
 
 
+def decode_sources(decoder, mix_w, masks, length):
+    """Decodes each masked copy of the encoded mixture ``mix_w`` ``[B, N, L]``
+    (``masks``: ``[num_spks, B, N, L]``) and returns ``[B, length, num_spks]``
+    estimates, zero-padded or trimmed to ``length`` samples.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.dual_path import Decoder
+    >>> dec = Decoder(16, 1, 16, stride=8, bias=False)
+    >>> decode_sources(dec, torch.rand(3, 16, 50), torch.rand(2, 3, 16, 50), 420).shape
+    torch.Size([3, 420, 2])
+    """
+    est = torch.stack([decoder(mix_w * mask) for mask in masks], dim=-1)
+    if est.shape[1] < length:
+        return F.pad(est, (0, 0, 0, length - est.shape[1]))
+    return est[:, :length]
+
+
 def use_fast_decoder(modules, enabled=True):
     """Returns a copy of the ``modules`` dict whose ``"decoder"`` is a
     :class:`FastDecoder` over the same parameters (left as it is when

@@ -28,9 +28,8 @@ replaced by a new object is not seen: call :meth:`CompiledSeparator.refresh`.
 import copy
 
 import torch
-import torch.nn.functional as F
 
-from .decoder import use_fast_decoder
+from .decoder import decode_sources, use_fast_decoder
 from .masknet import FastMaskNet, unsupported_masknet_reason
 
 
@@ -85,7 +84,6 @@ class CompiledSeparator:
         self.encoder = encoder
         self.decoder = use_fast_decoder({"decoder": decoder})["decoder"]
         self.masknet = FastMaskNet(masknet, compile=self.compile).eval()
-        self.num_spks = masknet.num_spks
         self._graph = None
         self._watched = [t for m in self._sources for t in (*m.parameters(), *m.buffers())]
         self._firsts = [next(iter(m.parameters())) for m in self._sources]
@@ -109,16 +107,8 @@ class CompiledSeparator:
             return self._forward(mix)
 
     def _forward(self, mix):
-        T = mix.shape[1]
         w = self.encoder(mix.to(self.dtype))
-        masks = self.masknet(w)
-        est = torch.stack([self.decoder(w * masks[i]) for i in range(self.num_spks)], dim=-1)
-        if est.dim() == 2:  # SpeechBrain's Decoder squeezes a batch of one
-            est = est.unsqueeze(0)
-        est = est.float()
-        if est.shape[1] < T:
-            return F.pad(est, (0, 0, 0, T - est.shape[1]))
-        return est[:, :T]
+        return decode_sources(self.decoder, w, self.masknet(w), mix.shape[1]).float()
 
     def _replay(self, mix):
         """The pass through the CUDA graph of ``mix``'s shape (captured on first use)."""
