@@ -12,7 +12,9 @@ trained with the plain path are interchangeable. The computation is the one of
 * a final ``LayerNorm``.
 
 The pre-norm ReLU layers (SPGM's) run as one pure-tensor function with the
-feed-forward bias and ReLU fused into the first GEMM (cuBLASLt epilogue), and
+feed-forward bias and ReLU fused into the first GEMM (cuBLASLt epilogue) and,
+backwards, the ReLU mask and bias gradient fused into the GEMM that produces
+them (a Triton kernel, :mod:`spgm_lobes.fast.kernels`), and
 ``compiled=True`` puts whole blocks under ``torch.compile`` (residual adds,
 layer norms and dtype casts fused).
 
@@ -36,6 +38,8 @@ from speechbrain.lobes.models.dual_path import SBTransformerBlock
 from speechbrain.lobes.models.transformer.Transformer import TransformerEncoderLayer
 from speechbrain.nnet.attention import MultiheadAttention, PositionalwiseFeedForward
 from torch.nn.attention.flex_attention import flex_attention
+
+from .kernels import relu_masked_matmul
 
 
 def unsupported_transformer_reason(block):
@@ -127,43 +131,51 @@ def encoder_layer_forward(layer, x):
     return layer.norm2.norm(x + layer.dropout2(layer.pos_ffn.ffn(x)))
 
 
-class _LinearReLU(torch.autograd.Function):
-    """``relu(x @ w.T + b)`` for 2-D ``x`` through ``torch._addmm_activation``
-    (one cuBLASLt GEMM with a bias + ReLU epilogue on the GPU, instead of a
-    GEMM and a separate pass over the largest activation of the layer)."""
+class _FeedForwardReLU(torch.autograd.Function):
+    """``relu(x @ w1.T + b1) @ w2.T + b2`` for 2-D ``x``: the first product
+    with its bias and ReLU as a cuBLASLt epilogue (``torch._addmm_activation``),
+    and in the backward the ReLU mask and the first bias gradient as the
+    epilogue of the product that needs them (:func:`relu_masked_matmul`), so
+    the ``[rows, d_ffn]`` activation gradient is written once instead of
+    twice and not read back for the bias gradient."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        out = torch._addmm_activation(bias, x, weight.t())
-        ctx.save_for_backward(x, weight, out)
-        return out
+    def forward(ctx, x, w1, b1, w2, b2):
+        hidden = torch._addmm_activation(b1, x, w1.t())
+        ctx.save_for_backward(x, w1, hidden, w2)
+        return torch.addmm(b2, hidden, w2.t())
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, out = ctx.saved_tensors
-        grad = torch.ops.aten.threshold_backward(grad, out, 0)  # ReLU's own backward kernel: grad where out > 0
-        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
-        grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
-        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
+        x, w1, hidden, w2 = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad_w2 = grad.t() @ hidden if needs[3] else None
+        grad_b2 = grad.sum(0) if needs[4] else None
+        if not any(needs[:3]):
+            return None, None, None, grad_w2, grad_b2
+        grad_hidden, grad_b1 = relu_masked_matmul(grad, w2, hidden)
+        grad_x = grad_hidden @ w1 if needs[0] else None
+        grad_w1 = grad_hidden.t() @ x if needs[1] else None
+        return grad_x, grad_w1, grad_b1 if needs[2] else None, grad_w2, grad_b2
 
 
-def linear_relu(x, weight, bias):
-    """``relu(F.linear(x, weight, bias))`` with the bias and ReLU fused into the
-    matrix product (autocast dtype respected).
+def feed_forward_relu(x, w1, b1, w2, b2):
+    """``F.linear(relu(F.linear(x, w1, b1)), w2, b2)`` with fused epilogues in
+    both directions (see :class:`_FeedForwardReLU`; autocast dtype respected).
 
     Example
     -------
-    >>> x, w, b = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5)
-    >>> torch.allclose(linear_relu(x, w, b), torch.relu(F.linear(x, w, b)), atol=1e-6)
+    >>> x, w1, b1, w2, b2 = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5), torch.randn(4, 5), torch.randn(4)
+    >>> ref = F.linear(torch.relu(F.linear(x, w1, b1)), w2, b2)
+    >>> torch.allclose(feed_forward_relu(x, w1, b1, w2, b2), ref, atol=1e-6)
     True
     """
     dtype = x.dtype
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
     rows = x.reshape(-1, x.shape[-1]).to(dtype)
-    out = _LinearReLU.apply(rows, weight.to(dtype), bias.to(dtype))
-    return out.view(*x.shape[:-1], weight.shape[0])
+    out = _FeedForwardReLU.apply(rows, *(p.to(dtype) for p in (w1, b1, w2, b2)))
+    return out.view(*x.shape[:-1], w2.shape[0])
 
 
 def attention(q, k, v, chunks=False):
@@ -211,7 +223,7 @@ def prenorm_relu_layer(x, norm1, attention_weights, norm2, ffn1, ffn2, nhead, ch
     a = attention(q, k, v, chunks).transpose(1, 2).reshape(M, T, E)
     x = x + F.linear(a, out_w, out_b)
     y = F.layer_norm(x, (E,), norm2[0], norm2[1], norm2[2])
-    return x + F.linear(linear_relu(y, ffn1[0], ffn1[1]), ffn2[0], ffn2[1])
+    return x + feed_forward_relu(y, ffn1[0], ffn1[1], ffn2[0], ffn2[1])
 
 
 def _pure_layer_arguments(layer):

@@ -5,7 +5,7 @@ import torch
 from speechbrain.lobes.models.dual_path import SBTransformerBlock
 from torch.nn.attention.flex_attention import flex_attention
 
-from spgm_lobes.fast.layers import _pure_layer_arguments, linear_relu, transformer_block_forward
+from spgm_lobes.fast.layers import _pure_layer_arguments, feed_forward_relu, transformer_block_forward
 
 
 def _block(**kwargs):
@@ -51,22 +51,26 @@ def test_dropout_is_active_in_training_and_differentiable():
         assert torch.allclose(transformer_block_forward(block, x), block(x), atol=1e-5)
 
 
-def test_fused_linear_relu_gradients():
+def _ffn_reference(x, w1, b1, w2, b2):
+    return torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(x, w1, b1)), w2, b2)
+
+
+def test_fused_feed_forward_gradients():
     torch.manual_seed(0)
-    x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(linear_relu, (x, w, b))
-    ref = torch.relu(torch.nn.functional.linear(x, w, b))
-    assert torch.equal(linear_relu(x, w, b), ref)
+    shapes = [(3, 5, 4), (6, 4), (6,), (4, 6), (4,)]
+    args = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    assert torch.autograd.gradcheck(feed_forward_relu, args)
+    assert torch.allclose(feed_forward_relu(*args), _ffn_reference(*args))
+    frozen = [args[0]] + [a.detach() for a in args[1:]]  # only the input needs a gradient
+    assert torch.autograd.gradcheck(feed_forward_relu, frozen)
 
 
-def test_fused_linear_relu_follows_autocast():
-    x, w, b = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5)
+def test_fused_feed_forward_follows_autocast():
+    args = [torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5), torch.randn(4, 5), torch.randn(4)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = linear_relu(x, w, b)
+        out = feed_forward_relu(*args)
     assert out.dtype == torch.bfloat16
-    assert torch.allclose(out.float(), torch.relu(torch.nn.functional.linear(x, w, b)), atol=0.1)
+    assert torch.allclose(out.float(), _ffn_reference(*args), atol=0.1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention trains on CUDA only (no GPU here)")
@@ -75,9 +79,9 @@ def test_compiled_bf16_training_on_cuda_uses_flex_attention(monkeypatch, relativ
 
     calls = []
 
-    def counted_flex_attention(*args):
+    def counted_flex_attention(*args, **kwargs):
         calls.append(args[0].shape)
-        return flex_attention(*args)
+        return flex_attention(*args, **kwargs)
 
     monkeypatch.setattr(layers, "flex_attention", counted_flex_attention)
     torch.manual_seed(0)
