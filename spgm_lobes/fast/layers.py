@@ -206,8 +206,27 @@ def attention(q, k, v, chunks=False):
     """
     half = q.dtype in (torch.bfloat16, torch.float16)
     if chunks and q.is_cuda and half and q.requires_grad and torch.compiler.is_compiling():
-        return flex_attention(q, k, v)
+        return flex_attention(q, k, v, kernel_options=flex_kernel_options(q.shape[-1]))
     return F.scaled_dot_product_attention(q, k, v)
+
+
+def flex_kernel_options(head_dim):
+    """FlexAttention ``kernel_options`` for :func:`attention`: no mask, so every
+    row is safe (``ROWS_GUARANTEED_SAFE``); for heads of up to 64 the backward
+    tile measured fastest at SPGM's shape (chunks of 250, head size 32, H200:
+    2.01 ms for forward + backward at batch 32 against 2.12 ms with the default
+    tile; Inductor's autotuning picked the same tile).
+
+    Example
+    -------
+    >>> flex_kernel_options(32)["bwd_BLOCK_N1"], flex_kernel_options(128)
+    (64, {'ROWS_GUARANTEED_SAFE': True})
+    """
+    options = {"ROWS_GUARANTEED_SAFE": True}
+    if head_dim <= 64:
+        options.update(bwd_BLOCK_M1=32, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=32, bwd_num_warps=4)
+        options["bwd_num_stages"] = 3
+    return options
 
 
 def prenorm_relu_layer(x, norm1, attention_weights, norm2, ffn1, ffn2, nhead, chunks=False):
