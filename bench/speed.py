@@ -338,6 +338,12 @@ class Bench:
         for model in models:
             for dtype in model.dtypes:
                 batches = self.cfg["train_batches_compiled"] if model.compiled else self.cfg["train_batches"]
+                if model.compiled:
+                    # largest first: the graph compiled for the first batch size serves the others with a
+                    # dynamic batch dimension, and Inductor picks its kernel configurations for the sizes of
+                    # that first call (H200, two runs on two machines: 585 / 584 audio-s/s at batch 32 / 48
+                    # with batch 8 first, 595 / 597 with batch 48 first)
+                    batches = sorted(batches, reverse=True)
                 for batch in batches:
                     rec = {
                         "section": "training",
