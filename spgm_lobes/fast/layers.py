@@ -224,8 +224,8 @@ def flex_kernel_options(head_dim):
     """
     options = {"ROWS_GUARANTEED_SAFE": True}
     if head_dim <= 64:
-        options.update(bwd_BLOCK_M1=32, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=32, bwd_num_warps=4)
-        options["bwd_num_stages"] = 3
+        tile = {"bwd_BLOCK_M1": 32, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 32}
+        options.update(tile, bwd_num_warps=4, bwd_num_stages=3)
     return options
 
 
