@@ -15,6 +15,8 @@ Authors
  * spgm-lobes contributors 2026
 """
 
+import math
+
 import torch
 
 try:
@@ -24,15 +26,35 @@ try:
 except ImportError:  # CPU-only PyTorch builds come without Triton
     triton = None
 
-#: tile of one program: ``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``; the fastest of 13
-#: measured on an H200 at SPGM's training shape (272,000 x 256 @ 256 x 1,024, bf16): 0.61 ms, against
-#: 0.80 ms for cuBLAS's product (0.25 ms) + the mask pass + the bias-gradient sums
-TILE = (128, 128, 64, 4, 3)
+#: ``(BLOCK_M, BLOCK_N, programs per SM, num_warps, num_stages)``: the fastest of 50 tiles measured on
+#: an H200 at SPGM's training shape (272,000 x 256 @ 256 x 1,024, bf16): 0.53 ms, against 0.61 ms for the
+#: best kernel computing one tile per program and 0.80 ms for cuBLAS's product (0.25 ms) + the mask pass
+#: + the bias-gradient sums
+TILE = (64, 128, 2.0, 8, 3)
+
+#: the largest ``K`` (the layer's model dimension) the kernel takes: one program keeps a ``K x BLOCK_N``
+#: slice of the weight in shared memory and loads ``BLOCK_M x K`` of ``grad`` per step
+MAX_K = 256
+
+
+def shared_memory_bytes(block_m, block_n, block_k, num_stages, itemsize=2):
+    """Shared memory the kernel's tile needs, with a margin for Triton's own
+    buffers: the resident weight slice plus ``num_stages`` buffered steps of
+    ``grad`` and activation rows (208 KiB for :data:`TILE` at ``K = 256``).
+
+    Example
+    -------
+    >>> shared_memory_bytes(64, 128, 256, 3) // 1024
+    208
+    """
+    return itemsize * (block_k * block_n + num_stages * block_m * (block_k + block_n))
 
 
 def relu_masked_matmul_available(grad, weight, activation):
     """Whether :func:`relu_masked_matmul` can run on these tensors: CUDA,
-    Triton present, one half-precision dtype, 2-D, ``K`` a multiple of 16.
+    Triton present, one half-precision dtype, 2-D, ``K`` a multiple of 16 and
+    at most :data:`MAX_K`, and a GPU with the shared memory of :data:`TILE`
+    (H100 / H200 and newer data-centre GPUs; the tile was measured on an H200).
 
     Example
     -------
@@ -45,7 +67,23 @@ def relu_masked_matmul_available(grad, weight, activation):
         return False
     if grad.dim() != 2 or weight.dim() != 2 or activation.shape != (grad.shape[0], weight.shape[1]):
         return False
-    return grad.shape[1] == weight.shape[0] and grad.shape[1] % 16 == 0
+    K = grad.shape[1]
+    if K != weight.shape[0] or K % 16 or K > MAX_K:
+        return False
+    block_m, block_n, _, _, num_stages = TILE
+    needed = shared_memory_bytes(block_m, block_n, MAX_K, num_stages, grad.element_size())
+    return _device_properties(grad.device).shared_memory_per_block_optin >= needed
+
+
+_PROPERTIES = {}
+
+
+def _device_properties(device):
+    """``torch.cuda.get_device_properties``, cached per device index."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _PROPERTIES:
+        _PROPERTIES[index] = torch.cuda.get_device_properties(index)
+    return _PROPERTIES[index]
 
 
 if triton is not None:
@@ -72,49 +110,61 @@ if triton is not None:
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
         EVEN_K: tl.constexpr,
+        NUM_STAGES: tl.constexpr,
     ):
-        """One ``BLOCK_M x BLOCK_N`` tile of ``(grad @ weight) * (act > 0)``
-        and its ``BLOCK_N`` column sums (float32, row ``pid_m`` of ``sums``).
-        Programs walk the columns of one row band first, so the band of
-        ``grad`` is read from L2 by all of them."""
-        pid = tl.program_id(0)
-        num_pid_n = tl.cdiv(N, BLOCK_N)
-        pid_m = pid // num_pid_n
-        pid_n = pid % num_pid_n
-        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        """``(grad @ weight) * (act > 0)`` for the ``BLOCK_N`` columns of
+        program ``(pid_n, worker)``, on row bands ``worker``, ``worker +
+        workers``, ...: the ``K x BLOCK_N`` weight slice is loaded once and
+        stays resident (``K <= BLOCK_K``: one product per band, the loads of
+        the next bands are pipelined), and the program's column sums are
+        accumulated in registers and written once (float32, row ``worker`` of
+        ``sums``). Programs of one row band are launched side by side, so its
+        ``grad`` rows are read from L2 by all of them."""
+        pid_n = tl.program_id(0)
+        worker = tl.program_id(1)
+        workers = tl.num_programs(1)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        row_ok = rows < M
         col_ok = cols < N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            k = k0 + ks
-            a_ptrs = grad_ptr + rows[:, None] * stride_gm + k[None, :] * stride_gk
-            b_ptrs = weight_ptr + k[:, None] * stride_wk + cols[None, :] * stride_wn
-            if EVEN_K:  # K a multiple of BLOCK_K (d_model 256): no bound check along K
-                a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
-                b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
+        w_ptrs = weight_ptr + ks[:, None] * stride_wk + cols[None, :] * stride_wn
+        if EVEN_K:  # K == BLOCK_K (d_model 256): no bound check along K
+            weight = tl.load(w_ptrs, mask=col_ok[None, :], other=0.0)
+        else:
+            weight = tl.load(w_ptrs, mask=(ks[:, None] < K) & col_ok[None, :], other=0.0)
+        sums = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for band in tl.range(worker, tl.cdiv(M, BLOCK_M), workers, num_stages=NUM_STAGES):
+            rows = band * BLOCK_M + tl.arange(0, BLOCK_M)
+            row_ok = rows < M
+            inside = row_ok[:, None] & col_ok[None, :]
+            g_ptrs = grad_ptr + rows[:, None] * stride_gm + ks[None, :] * stride_gk
+            if EVEN_K:
+                g = tl.load(g_ptrs, mask=row_ok[:, None], other=0.0)
             else:
-                a = tl.load(a_ptrs, mask=row_ok[:, None] & (k[None, :] < K), other=0.0)
-                b = tl.load(b_ptrs, mask=(k[:, None] < K) & col_ok[None, :], other=0.0)
-            acc = tl.dot(a, b, acc)
-        inside = row_ok[:, None] & col_ok[None, :]
-        act = tl.load(act_ptr + rows[:, None] * stride_am + cols[None, :] * stride_an, mask=inside, other=0.0)
-        out = tl.where(act > 0, acc, 0.0).to(out_ptr.dtype.element_ty)
-        tl.store(out_ptr + rows[:, None] * stride_om + cols[None, :] * stride_on, out, mask=inside)
-        tl.store(sums_ptr + pid_m * N + cols, tl.sum(out.to(tl.float32), axis=0), mask=col_ok)
+                g = tl.load(g_ptrs, mask=row_ok[:, None] & (ks[None, :] < K), other=0.0)
+            act = tl.load(act_ptr + rows[:, None] * stride_am + cols[None, :] * stride_an, mask=inside, other=0.0)
+            out = tl.where(act > 0, tl.dot(g, weight), 0.0).to(out_ptr.dtype.element_ty)
+            tl.store(out_ptr + rows[:, None] * stride_om + cols[None, :] * stride_on, out, mask=inside)
+            sums += tl.sum(out.to(tl.float32), axis=0)
+        tl.store(sums_ptr + worker * N + cols, sums, mask=col_ok)
 
-    def launch_relu_masked_matmul(grad, weight, activation, kernel=relu_masked_matmul_kernel, tile=None):
+    def launch_relu_masked_matmul(grad, weight, activation, kernel=relu_masked_matmul_kernel, tile=None, programs=None):
         """Runs ``kernel`` (:func:`relu_masked_matmul_kernel`, possibly wrapped
         for ``torch.compile``) and returns the masked product and its column
-        sums in ``grad``'s dtype."""
-        block_m, block_n, block_k, num_warps, num_stages = tile or TILE
+        sums in ``grad``'s dtype. ``programs`` is the number of programs per
+        column block (default: :data:`TILE`'s programs per SM times the SM
+        count, spread over the column blocks; on the CPU, in Triton's
+        interpreter, as if there were one SM)."""
+        block_m, block_n, per_sm, num_warps, num_stages = tile or TILE
         M, K = grad.shape
         N = weight.shape[1]
+        block_k = max(16, triton.next_power_of_2(K))
+        column_blocks = triton.cdiv(N, block_n)
+        if programs is None:
+            sms = _device_properties(grad.device).multi_processor_count if grad.is_cuda else 1
+            programs = max(1, math.ceil(per_sm * sms / column_blocks))
         out = torch.empty((M, N), device=grad.device, dtype=grad.dtype)
-        bands = triton.cdiv(M, block_m)
-        sums = torch.empty((bands, N), device=grad.device, dtype=torch.float32)
-        kernel[(bands * triton.cdiv(N, block_n),)](
+        sums = torch.empty((programs, N), device=grad.device, dtype=torch.float32)
+        kernel[(column_blocks, programs)](
             grad,
             weight,
             activation,
@@ -130,9 +180,9 @@ if triton is not None:
             BLOCK_M=block_m,
             BLOCK_N=block_n,
             BLOCK_K=block_k,
-            EVEN_K=K % block_k == 0,
+            EVEN_K=K == block_k,
+            NUM_STAGES=num_stages,
             num_warps=num_warps,
-            num_stages=num_stages,
         )
         return out, sums.sum(0).to(grad.dtype)
 

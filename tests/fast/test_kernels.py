@@ -31,18 +31,19 @@ def test_fallback_is_the_masked_product_and_its_column_sums():
 def test_kernel_in_the_triton_interpreter():
     pytest.importorskip("triton")
     # the interpreter runs the kernel on CPU tensors (float16 / float32: numpy has no bfloat16); row and
-    # column counts that are not multiples of the tile exercise the edge masks
+    # column counts that are not multiples of the tile exercise the edge masks, four programs per column
+    # block (1-2 row bands each, one with none for M = 33) the persistent loop and the per-program sums
     script = textwrap.dedent(
         """
         import torch
         from spgm_lobes.fast.kernels import launch_relu_masked_matmul
         torch.manual_seed(0)
         for dtype in (torch.float16, torch.float32):
-            for M, K, N in ((70, 32, 40), (33, 40, 16)):  # K = 40: a partial last K step
+            for M, K, N in ((70, 32, 40), (33, 40, 16)):  # K = 40: padded to 64 inside the kernel
                 grad = torch.randn(M, K).to(dtype)
                 weight = torch.randn(N, K).to(dtype).t()
                 act = torch.relu(torch.randn(M, N)).to(dtype)
-                out, sums = launch_relu_masked_matmul(grad, weight, act, tile=(32, 16, 16, 4, 1))
+                out, sums = launch_relu_masked_matmul(grad, weight, act, tile=(16, 16, 1, 4, 2), programs=4)
                 ref = ((grad.float() @ weight.float()) * (act > 0)).to(dtype)
                 assert out.dtype == sums.dtype == dtype, (out.dtype, sums.dtype)
                 assert torch.allclose(out.float(), ref.float(), atol=1e-2, rtol=1e-3), (dtype, M, K, N)
