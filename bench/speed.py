@@ -570,7 +570,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="CPU smoke test with tiny models and inputs")
     parser.add_argument("--out", type=Path, default=None, help="folder for speed.md and speed.json")
     parser.add_argument("--device", default=None, help="default: cuda when available (cpu with --quick)")
-    parser.add_argument("--budget-s", type=float, default=None, help="global time budget (default 420, quick 60)")
+    parser.add_argument("--budget-s", type=float, default=None, help="global time budget (default 500, quick 60)")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -593,7 +593,7 @@ def parse_args(argv=None):
     if args.compile is None:
         args.compile = args.device.startswith("cuda")
     if args.budget_s is None:
-        args.budget_s = 60.0 if args.quick else 420.0
+        args.budget_s = 60.0 if args.quick else 500.0
     return args
 
 
