@@ -38,9 +38,10 @@ MAX_K = 256
 
 
 def shared_memory_bytes(block_m, block_n, block_k, num_stages, itemsize=2):
-    """Shared memory the kernel's tile needs, with a margin for Triton's own
-    buffers: the resident weight slice plus ``num_stages`` buffered steps of
-    ``grad`` and activation rows (208 KiB for :data:`TILE` at ``K = 256``).
+    """Shared memory of the kernel's tile, as this module estimates it: the
+    resident weight slice plus ``num_stages`` buffered steps of ``grad`` and
+    activation rows (208 KiB for :data:`TILE` at ``K = 256``; Triton lays out
+    its buffers differently, and the tile compiles within an H200's 227 KiB).
 
     Example
     -------
