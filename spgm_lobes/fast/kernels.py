@@ -72,9 +72,16 @@ def relu_masked_matmul_available(grad, weight, activation):
     K = grad.shape[1]
     if K != weight.shape[0] or K % 16 or K > MAX_K:
         return False
+    return tile_fits(grad.device)
+
+
+def tile_fits(device):
+    """Whether the CUDA ``device`` offers the shared memory per block that
+    :data:`TILE` needs at ``K =`` :data:`MAX_K` in half precision (H100 / H200:
+    227 KiB; A100: 163 KiB, too little)."""
     block_m, block_n, _, _, num_stages = TILE
-    needed = shared_memory_bytes(block_m, block_n, MAX_K, num_stages, grad.element_size())
-    return _device_properties(grad.device).shared_memory_per_block_optin >= needed
+    needed = shared_memory_bytes(block_m, block_n, MAX_K, num_stages)
+    return _device_properties(device).shared_memory_per_block_optin >= needed
 
 
 _PROPERTIES = {}
