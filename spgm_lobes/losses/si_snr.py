@@ -10,7 +10,6 @@ utterances computed one by one.
 import itertools
 
 import torch
-from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 
 
 def valid_samples(lengths, max_len):
@@ -30,13 +29,16 @@ def valid_samples(lengths, max_len):
 EPS = 1e-8  # SpeechBrain's cal_si_snr constant
 
 
-def pairwise_neg_si_snr(est_source, targets):
+def pairwise_neg_si_snr(est_source, targets, mask=None):
     """Negative SI-SNR (dB) of every (reference ``i``, estimate ``j``) pair:
     ``[B, T, C]`` x 2 -> ``[B, C, C]``.
 
     SpeechBrain's ``cal_si_snr`` formula (zero mean, ``EPS`` in the same
-    places) on unpadded signals, for all pairs in one batched computation: no
-    Python loop, no host synchronisation (it can run inside a CUDA graph).
+    places) for all pairs in one batched computation: no Python loop, no host
+    synchronisation (it can run inside a CUDA graph). With a ``[B, T, 1]``
+    ``mask`` of valid samples (1) and padding (0), each utterance is scored on
+    its valid samples only: means and sums run over them, padding contributes
+    nothing.
 
     Example
     -------
@@ -45,8 +47,13 @@ def pairwise_neg_si_snr(est_source, targets):
     >>> bool(m[0, 0, 1] < -100) and bool(m[0, 0, 0] > 0)
     True
     """
-    s = targets - targets.mean(dim=1, keepdim=True)  # [B, T, C]
-    e = est_source - est_source.mean(dim=1, keepdim=True)
+    if mask is None:
+        s = targets - targets.mean(dim=1, keepdim=True)  # [B, T, C]
+        e = est_source - est_source.mean(dim=1, keepdim=True)
+    else:
+        count = mask.sum(dim=1, keepdim=True)
+        s = (targets - (targets * mask).sum(dim=1, keepdim=True) / count) * mask
+        e = (est_source - (est_source * mask).sum(dim=1, keepdim=True) / count) * mask
     s, e = s.unsqueeze(-1), e.unsqueeze(-2)  # reference i on dim 2, estimate j on dim 3
     dot = (s * e).sum(dim=1, keepdim=True)  # [B, 1, C, C]
     proj = dot * s / ((s**2).sum(dim=1, keepdim=True) + EPS)  # [B, T, C, C]
@@ -74,10 +81,10 @@ def permutation_min(loss_matrix):
 def pit_si_snr_loss(est_source, targets, lengths=None):
     """Negative SI-SNR (dB) of each utterance under its best permutation.
 
-    Unpadded batches (``lengths`` ``None`` or all ones) are scored in one
-    batched, synchronisation-free computation (:func:`pairwise_neg_si_snr`,
-    SpeechBrain's formula); padded ones utterance by utterance on their valid
-    samples with SpeechBrain's ``get_si_snr_with_pitwrapper``.
+    One batched, synchronisation-free computation (:func:`pairwise_neg_si_snr`,
+    SpeechBrain's formula); with ``lengths``, each utterance is scored on its
+    valid samples only, so a padded batch gives the losses of its utterances
+    computed one by one with SpeechBrain's ``get_si_snr_with_pitwrapper``.
 
     Arguments
     ---------
@@ -100,32 +107,33 @@ def pit_si_snr_loss(est_source, targets, lengths=None):
     >>> (pit_si_snr_loss(est, refs) < -30).all().item()
     True
     >>> padded = pit_si_snr_loss(est, refs, torch.tensor([1.0, 0.5]))
-    >>> torch.allclose(padded[1], pit_si_snr_loss(est[1:, :400], refs[1:, :400])[0])
+    >>> from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+    >>> one = get_si_snr_with_pitwrapper(refs[1:, :400], est[1:, :400]).view(())
+    >>> torch.allclose(padded[1], one, atol=1e-4)
     True
     """
-    if lengths is None or bool((lengths >= 1.0).all()):
-        return permutation_min(pairwise_neg_si_snr(est_source, targets))[0]
-    n = valid_samples(lengths, targets.shape[1])
-    losses = [
-        get_si_snr_with_pitwrapper(targets[i : i + 1, : n[i]], est_source[i : i + 1, : n[i]]).view(())
-        for i in range(targets.shape[0])
-    ]
-    return torch.stack(losses)
+    mask = None
+    if lengths is not None:
+        n = valid_samples(lengths, targets.shape[1])
+        mask = (torch.arange(targets.shape[1], device=n.device) < n[:, None]).unsqueeze(-1).to(targets.dtype)
+    return permutation_min(pairwise_neg_si_snr(est_source, targets, mask))[0]
 
 
 def threshold_loss(losses, threshold=-30.0):
     """Mean of the per-utterance losses that are above ``threshold`` (SI-SNR
     clipped at ``-threshold`` dB): utterances already separated better than that
-    no longer drive training. Returns ``None`` when no utterance is left.
+    no longer drive training. Returns the loss and whether any utterance is
+    left (a boolean tensor; when none is, the loss is 0 with no gradient). No
+    host synchronisation.
 
     Example
     -------
-    >>> threshold_loss(torch.tensor([-35.0, -10.0, -20.0])).item()
-    -15.0
-    >>> threshold_loss(torch.tensor([-40.0])) is None
-    True
+    >>> loss, kept = threshold_loss(torch.tensor([-35.0, -10.0, -20.0]))
+    >>> loss.item(), kept.item()
+    (-15.0, True)
+    >>> [x.item() for x in threshold_loss(torch.tensor([-40.0]))]
+    [0.0, False]
     """
-    kept = losses[losses > threshold]
-    if kept.numel() == 0:
-        return None
-    return kept.mean()
+    keep = losses > threshold
+    count = keep.sum()
+    return torch.where(keep, losses, torch.zeros_like(losses)).sum() / count.clamp_min(1), count > 0

@@ -34,9 +34,13 @@ def test_permutation_invariance():
 
 
 def test_threshold_keeps_only_utterances_above():
-    losses = torch.tensor([-40.0, -31.0, -29.0, -5.0])
-    assert threshold_loss(losses, -30).item() == pytest.approx(-17.0)
-    assert threshold_loss(torch.tensor([-35.0, -31.0]), -30) is None
+    losses = torch.tensor([-40.0, -31.0, -29.0, -5.0], requires_grad=True)
+    loss, kept = threshold_loss(losses, -30)
+    assert loss.item() == pytest.approx(-17.0) and kept.item()
+    loss.backward()
+    assert losses.grad.tolist() == [0.0, 0.0, 0.5, 0.5]  # only the kept utterances drive training
+    loss, kept = threshold_loss(torch.tensor([-35.0, -31.0]), -30)
+    assert loss.item() == 0.0 and not kept.item()
 
 
 def test_batched_loss_equals_speechbrain_pit_wrapper():
