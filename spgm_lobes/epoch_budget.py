@@ -12,6 +12,15 @@ its class, a sequence replaces the node).
 Training stops at an epoch boundary, before an epoch that would probably not finish within the
 budget (elapsed time plus the longest epoch so far, validation included), so the last epoch is
 always validated and checkpointed.
+
+Two kinds of time are treated apart, both reported by the training loop
+(:class:`spgm_lobes.separation.SeparationBrain` does it):
+
+* **warm-up** (:meth:`TimeBudgetEpochCounter.note_warmup`): one-off work inside an epoch, such as
+  ``torch.compile`` building its graphs on the first step. It counts towards the budget (the user
+  waited for it) but not towards the length expected of later epochs, which do not repeat it;
+* **excluded** time (:meth:`TimeBudgetEpochCounter.exclude`): work that is not training at all,
+  such as a benchmark evaluating the test set at fixed marks. It counts towards neither.
 """
 
 import logging
@@ -25,6 +34,15 @@ logger = logging.getLogger(__name__)
 class TimeBudgetEpochCounter(EpochCounter):
     """``EpochCounter`` with a wall-clock budget in minutes (``None``: no budget).
 
+    Arguments
+    ---------
+    limit : int
+        Largest number of epochs.
+    minutes : float, optional
+        Training budget in minutes.
+    clock : callable
+        Seconds as a float (default :func:`time.monotonic`; tests pass a simulated clock).
+
     Example
     -------
     >>> counter = TimeBudgetEpochCounter(limit=5, minutes=0)
@@ -32,29 +50,69 @@ class TimeBudgetEpochCounter(EpochCounter):
     [1]
     >>> list(TimeBudgetEpochCounter(limit=3))
     [1, 2, 3]
+
+    With a simulated clock: a first epoch of 5 minutes, 4 of them spent compiling, leaves room
+    for more one-minute epochs in a 9-minute budget:
+
+    >>> now = [0.0]
+    >>> counter = TimeBudgetEpochCounter(limit=100, minutes=9, clock=lambda: now[0])
+    >>> epochs = []
+    >>> for epoch in counter:
+    ...     if epoch == 1:
+    ...         counter.note_warmup(240.0)
+    ...     now[0] += 300.0 if epoch == 1 else 60.0
+    ...     epochs.append(epoch)
+    >>> epochs, round(counter.training_seconds() / 60, 1)
+    ([1, 2, 3, 4, 5], 9.0)
     """
 
-    def __init__(self, limit, minutes=None):
+    def __init__(self, limit, minutes=None, clock=time.monotonic):
         super().__init__(limit)
         self.budget_s = None if minutes is None else 60.0 * float(minutes)
+        self.clock = clock
         self._start = None
         self._last = None
         self._longest_epoch_s = 0.0
+        self._excluded_s = 0.0  # in all, since the start
+        self._epoch_excluded_s = 0.0  # excluded + warm-up time of the running epoch
+        self.warmup_s = 0.0
+
+    def note_warmup(self, seconds):
+        """Records ``seconds`` of one-off warm-up (compilation) inside the running epoch: they
+        count towards the budget, not towards the expected length of later epochs."""
+        self.warmup_s += float(seconds)
+        self._epoch_excluded_s += float(seconds)
+        logger.info("Warm-up (compilation, first step) took %.1f s; not expected of later epochs.", seconds)
+
+    def exclude(self, seconds):
+        """Records ``seconds`` that are not training (e.g. a benchmark's evaluation): they count
+        neither towards the budget nor towards the epoch length."""
+        self._excluded_s += float(seconds)
+        self._epoch_excluded_s += float(seconds)
+
+    def training_seconds(self):
+        """Training time so far: wall-clock since the first epoch started, less excluded time."""
+        if self._start is None:
+            return 0.0
+        return self.clock() - self._start - self._excluded_s
 
     def __next__(self):
-        now = time.monotonic()
+        now = self.clock()
         if self._start is None:
             self._start = now
         else:
-            self._longest_epoch_s = max(self._longest_epoch_s, now - self._last)
+            self._longest_epoch_s = max(self._longest_epoch_s, now - self._last - self._epoch_excluded_s)
         self._last = now
-        elapsed = now - self._start
+        self._epoch_excluded_s = 0.0
+        elapsed = self.training_seconds()
         if self.budget_s is not None and self._longest_epoch_s > 0 and elapsed + self._longest_epoch_s > self.budget_s:
             logger.info(
-                "Time budget of %.1f min: stopping after %.1f min (epochs take up to %.1f min).",
+                "Time budget of %.1f min: stopping after %.1f min of training (epochs take up to %.1f min; "
+                "warm-up %.1f min).",
                 self.budget_s / 60,
                 elapsed / 60,
                 self._longest_epoch_s / 60,
+                self.warmup_s / 60,
             )
             raise StopIteration
         return super().__next__()

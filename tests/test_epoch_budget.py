@@ -1,0 +1,61 @@
+"""TimeBudgetEpochCounter: the budget's epoch estimate ignores warm-up; excluded time is not training."""
+
+from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def run(counter, clock, epoch_seconds, warmup=None, exclude=None):
+    """Runs the counter with a simulated clock; returns the epochs it allowed."""
+    epochs = []
+    for epoch in counter:
+        if warmup and epoch in warmup:
+            counter.note_warmup(warmup[epoch])
+        if exclude and epoch in exclude:
+            counter.exclude(exclude[epoch])
+            clock.now += exclude[epoch]
+        clock.now += epoch_seconds(epoch)
+        epochs.append(epoch)
+    return epochs
+
+
+def first_epoch_compiles(epoch):
+    return 150.0 if epoch == 1 else 40.0  # 110 s of compilation in the first epoch
+
+
+def test_compilation_is_not_expected_of_later_epochs():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
+    epochs = run(counter, clock, first_epoch_compiles, warmup={1: 110.0})
+    # 150 s + 5 x 40 s = 350 s <= 360 s; a 7th epoch would end at 390 s
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert counter.training_seconds() == 350.0
+    assert counter.warmup_s == 110.0
+
+
+def test_without_the_warmup_note_the_first_epoch_is_taken_as_typical():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
+    # for contrast: every epoch is expected to take 150 s, so it stops after 230 of the 360 s
+    assert run(counter, clock, first_epoch_compiles) == [1, 2, 3]
+    assert counter.training_seconds() == 230.0
+
+
+def test_excluded_time_counts_neither_towards_the_budget_nor_the_epoch_length():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=2, clock=clock)
+    epochs = run(counter, clock, lambda epoch: 30.0, exclude={1: 500.0, 2: 500.0})
+    assert epochs == [1, 2, 3, 4]
+    assert counter.training_seconds() == 120.0
+    assert clock.now - 1000.0 == 1120.0
+
+
+def test_the_epoch_limit_still_applies():
+    clock = Clock()
+    assert run(TimeBudgetEpochCounter(limit=3, minutes=100, clock=clock), clock, lambda epoch: 1.0) == [1, 2, 3]
