@@ -73,6 +73,7 @@ from spgm_lobes.fast import (  # noqa: E402
     FastMaskNet,
     decode_sources,
     estimate_separate_memory,
+    fast_masknet_forward,
     separate,
 )
 from spgm_lobes.losses import pit_si_snr_loss  # noqa: E402
@@ -169,9 +170,15 @@ class Model:
             module.train(mode)
 
     def forward(self, mix):
-        """``[B, T]`` -> ``[B, T, num_spks]`` (SepformerSeparation.separate_batch's computation)."""
+        """``[B, T]`` -> ``[B, T, num_spks]`` (SepformerSeparation.separate_batch's computation).
+        A compiled FastMaskNet compiles only in training mode; its inference row calls the compiled
+        blocks directly."""
         mix_w = self.encoder(mix)
-        return decode_sources(self.decoder, mix_w, self.masknet(mix_w), mix.shape[1])
+        if self.compiled and isinstance(self.masknet, FastMaskNet):
+            masks = fast_masknet_forward(self.masknet, mix_w, compiled=True)
+        else:
+            masks = self.masknet(mix_w)
+        return decode_sources(self.decoder, mix_w, masks, mix.shape[1])
 
     def separate(self, mix, dtype):
         """Inference in ``dtype`` (float32, or bfloat16 autocast)."""

@@ -11,9 +11,19 @@ recipes and the SPGM/SepFormer papers do:
   the mixture re-summed from the perturbed sources, and an optional random
   crop to ``training_signal_len`` samples;
 * Adam with gradient-norm clipping, mixed precision through SpeechBrain's
-  ``--precision``; the learning rate is halved when the validation SI-SNR has
-  not improved for ``lr_patience`` epochs and training stops once it reaches the
-  scheduler's floor (1e-8) or ``N_epochs``;
+  ``--precision``; an optional linear warm-up of the learning rate over
+  ``lr_warmup_steps`` optimizer steps (:class:`spgm_lobes.schedulers.LinearWarmup`);
+  the learning rate is halved when the validation SI-SNR has not improved for
+  ``lr_patience`` epochs and training stops once it reaches the scheduler's
+  floor (1e-8) or ``N_epochs``;
+* with ``static_training_shapes``, every training batch has exactly
+  ``batch_size`` mixtures of ``training_signal_len`` samples (short ones padded,
+  padding kept out of the loss; the last incomplete batch dropped), so a
+  compiled model keeps one graph for the whole run;
+* the first training step's duration (compilation, warm-up) is logged and kept
+  out of a :class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter`'s epoch
+  estimate; every epoch logs the share of training time spent waiting for data
+  (``data_wait``: data loading and dynamic mixing do not keep up when it is large);
 * non-finite or absurd losses (above ``loss_upper_lim``) skip the step; more
   than ``max_consecutive_bad_steps`` in a row stop training with an error;
 * checkpoints at each epoch end (and every ``ckpt_interval_minutes``), keeping
@@ -37,6 +47,7 @@ import csv
 import logging
 import math
 import os
+import time
 from collections import namedtuple
 
 import speechbrain as sb
@@ -47,10 +58,11 @@ from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .checkpoints import set_aside_incomplete_checkpoints
-from .dsp.augment import random_crop, speed_perturb_sources
+from .dsp.augment import fix_length, random_crop, speed_perturb_sources
 from .fast import decode_sources
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.separation import separation_metrics
+from .schedulers import LinearWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +82,8 @@ class SeparationBrain(sb.Brain):
     (True), ``threshold`` (-30), ``loss_upper_lim`` (999999),
     ``max_consecutive_bad_steps`` (10), ``use_speedperturb`` with
     ``speed_perturb``, ``limit_training_signal_len`` with
-    ``training_signal_len``, ``save_audio``, ``n_audio_to_save``,
+    ``training_signal_len``, ``static_training_shapes`` (False),
+    ``lr_warmup_steps`` (0), ``save_audio``, ``n_audio_to_save``,
     ``sample_rate``. SpeechBrain run options (``precision``,
     ``max_grad_norm``, ``ckpt_interval_minutes`` ...) come from hparams or the
     command line as usual.
@@ -86,6 +99,11 @@ class SeparationBrain(sb.Brain):
     torch.Size([2, 800, 2])
     """
 
+    lr_warmup = None  # a LinearWarmup once the optimizer exists, with lr_warmup_steps
+    _warmup_step_pending = False  # the next training step is the first of this fit
+    _last_step_end = None  # time.perf_counter() at the end of the last training step
+    _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
+
     # ------------------------------------------------------------------ model
     def separate(self, mix):
         """Separates mixtures ``[B, T]`` into estimates ``[B, T, num_spks]``
@@ -98,7 +116,8 @@ class SeparationBrain(sb.Brain):
 
         Returns mixture ``[B, T]``, references ``[B, T, C]`` and relative lengths ``[B]``.
         """
-        batch = batch.to(self.device)
+        host_lengths = batch.mix_sig.lengths  # crops are planned on the host: no wait for the device
+        batch = batch.to(self.device, non_blocking=True)
         mix, lengths = batch.mix_sig
         targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
         noise = batch.noise_sig.data if hasattr(batch, "noise_sig") else None
@@ -109,8 +128,17 @@ class SeparationBrain(sb.Brain):
                     if noise is not None:
                         noise = noise[:, : mix.shape[1]]
                         mix = mix + F.pad(noise, (0, mix.shape[1] - noise.shape[1]))
-                if self._hp("limit_training_signal_len", False):
-                    mix, targets, lengths = random_crop(mix, targets, int(self.hparams.training_signal_len), lengths)
+                if self._hp("static_training_shapes", False):
+                    mix, targets, host_lengths = fix_length(
+                        mix, targets, int(self.hparams.training_signal_len), host_lengths
+                    )
+                elif self._hp("limit_training_signal_len", False):
+                    mix, targets, host_lengths = random_crop(
+                        mix, targets, int(self.hparams.training_signal_len), host_lengths
+                    )
+            if self.device_type == "cuda":  # a copy from pageable memory would wait for the device
+                host_lengths = host_lengths.pin_memory()
+            lengths = host_lengths.to(self.device, non_blocking=True)
         return mix, targets, lengths
 
     def compute_forward(self, batch, stage):
@@ -137,8 +165,24 @@ class SeparationBrain(sb.Brain):
         speed_perturb = self._hp("speed_perturb", None)
         if speed_perturb is not None:
             speed_perturb.device = self.device
+            for resampler in getattr(speed_perturb, "resamplers", ()):  # a plain list: not moved with the module
+                resampler.to(self.device)
         self.consecutive_bad_steps = 0
         self.skipped_steps = 0
+        self._warmup_step_pending = True
+        self._data_wait_s = self._step_s = 0.0
+        self._last_step_end = None
+
+    def on_stage_start(self, stage, epoch=None):
+        """Draws new dynamic mixtures each epoch; resets the test metrics and
+        the epoch's data-wait timer."""
+        if stage == sb.Stage.TRAIN:
+            if hasattr(self, "train_set_with_epoch"):
+                self.train_set_with_epoch.set_epoch(epoch)
+            self._data_wait_s = self._step_s = 0.0
+            self._last_step_end = time.perf_counter()
+        if stage == sb.Stage.TEST:
+            self.test_rows = []
 
     def init_optimizers(self):
         """Creates the optimizer (SpeechBrain), then moves aside the checkpoints a
@@ -146,10 +190,35 @@ class SeparationBrain(sb.Brain):
         recovery which follows in ``on_fit_start`` loads the newest complete one.
         Every recoverable, the optimizer included, is registered by now."""
         super().init_optimizers()
+        self.lr_warmup = None
+        if self._hp("lr_warmup_steps", 0) and self.optimizer is not None:
+            self.lr_warmup = LinearWarmup(self.hparams.lr_warmup_steps, self.optimizer.param_groups[0]["lr"])
+            if self.checkpointer is not None and "lr_warmup" not in self.checkpointer.recoverables:
+                self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup)
         if self.checkpointer is not None:
             run_on_main(set_aside_incomplete_checkpoints, kwargs={"checkpointer": self.checkpointer})
 
     def fit_batch(self, batch):
+        """One training step (timed: data wait, warm-up); see :meth:`train_step`."""
+        start = time.perf_counter()
+        if self._last_step_end is not None:
+            self._data_wait_s += start - self._last_step_end
+        loss = self.train_step(batch)
+        end = time.perf_counter()
+        if self._warmup_step_pending:
+            self._warmup_step_pending = False
+            if self.device_type == "cuda":
+                torch.cuda.synchronize(self.device)
+                end = time.perf_counter()
+            logger.info("First training step (compilation, warm-up): %.1f s", end - start)
+            note_warmup = getattr(self.hparams.epoch_counter, "note_warmup", None) if self.hparams else None
+            if note_warmup is not None:
+                note_warmup(end - start)
+        self._step_s += end - start
+        self._last_step_end = end
+        return loss
+
+    def train_step(self, batch):
         """One training step; skips (and counts) steps with a non-finite or
         absurd loss, stops after too many of them in a row."""
         should_step = (self.step % self.grad_accumulation_factor) == 0
@@ -157,23 +226,29 @@ class SeparationBrain(sb.Brain):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
                 losses = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
-            if not torch.isfinite(losses).all():
-                self._skip_bad_step(losses)
-                return torch.tensor(0.0)
             if self._hp("threshold_byloss", True):
-                loss = threshold_loss(losses, self._hp("threshold", -30.0))
+                loss, learnable = threshold_loss(losses, self._hp("threshold", -30.0))
             else:
-                loss = losses.mean()
-            if loss is None:  # every utterance is already above 30 dB: nothing to learn
-                return torch.tensor(0.0)
-            if loss.item() > self._hp("loss_upper_lim", 999999):
-                self._skip_bad_step(loss)
-                return torch.tensor(0.0)
+                loss, learnable = losses.mean(), torch.ones((), dtype=torch.bool, device=losses.device)
+            good = torch.isfinite(losses).all() & (loss <= self._hp("loss_upper_lim", 999999))
+            # Backward is queued before the host reads the checks (one synchronisation per step, while
+            # the device works on the backward pass); a bad step's gradients are discarded.
             self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        checks = torch.stack([good.float(), learnable.float()])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(checks, op=torch.distributed.ReduceOp.MIN)  # every process steps, or none
+        good, learnable, value = torch.cat([checks, loss.detach().float().view(1)]).tolist()
+        if not good:
+            self._skip_bad_step(losses)
+            return torch.tensor(0.0)
+        if not learnable:  # every utterance is already above 30 dB: nothing to learn
+            return torch.tensor(0.0)
         if should_step:
+            if self.lr_warmup is not None:
+                self.lr_warmup.before_step(self.optimizer)
             self.optimizers_step()
         self.consecutive_bad_steps = 0
-        return loss.detach().cpu()
+        return torch.tensor(value)
 
     def _skip_bad_step(self, loss):
         loss = loss.detach().float().mean()
@@ -258,19 +333,22 @@ class SeparationBrain(sb.Brain):
         return avg
 
     # ----------------------------------------------------------------- stages
-    def on_stage_start(self, stage, epoch=None):
-        """Draws new dynamic mixtures each epoch; resets the test metrics."""
-        if stage == sb.Stage.TRAIN and hasattr(self, "train_set_with_epoch"):
-            self.train_set_with_epoch.set_epoch(epoch)
-        if stage == sb.Stage.TEST:
-            self.test_rows = []
-
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
         """Remembers a training set that wants ``set_epoch`` calls; batches any
         dataset of dicts with SpeechBrain's ``PaddedBatch``."""
         if stage == sb.Stage.TRAIN and hasattr(dataset, "set_epoch"):
             self.train_set_with_epoch = dataset
+        if stage == sb.Stage.TRAIN and self._hp("static_training_shapes", False):
+            batch_size = loader_kwargs.get("batch_size", 1)
+            if len(dataset) < batch_size:
+                raise ValueError(
+                    f"static_training_shapes drops incomplete batches, but the training set has {len(dataset)} "
+                    f"items, fewer than batch_size={batch_size}: every batch would be dropped."
+                )
+            loader_kwargs["drop_last"] = True
         loader_kwargs.setdefault("collate_fn", PaddedBatch)
+        if self.device_type == "cuda":  # pinned batches copy to the GPU without waiting for it
+            loader_kwargs.setdefault("pin_memory", True)
         return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -280,10 +358,18 @@ class SeparationBrain(sb.Brain):
             self.train_stats = stage_stats
             if getattr(self, "skipped_steps", 0):
                 self.train_stats["skipped_steps"] = self.skipped_steps
+            busy = self._data_wait_s + self._step_s
+            if busy > 0:
+                self.train_stats["data_wait"] = round(self._data_wait_s / busy, 3)
         elif stage == sb.Stage.VALID:
             scheduler = self.hparams.lr_scheduler
+            if self.lr_warmup is not None:  # the epoch-level scheduler halves the base rate, not a warm-up step's
+                self.lr_warmup.restore_base_lr(self.optimizer)
             current_lr, next_lr = scheduler([self.optimizer], epoch, stage_loss)
-            update_learning_rate(self.optimizer, next_lr)
+            if self.lr_warmup is not None:
+                self.lr_warmup.set_base_lr(self.optimizer, next_lr)
+            else:
+                update_learning_rate(self.optimizer, next_lr)
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "lr": current_lr},
                 train_stats=getattr(self, "train_stats", None),

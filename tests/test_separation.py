@@ -156,3 +156,110 @@ def test_noise_is_added_back_after_speed_perturbation(brain):
     mix, targets, _ = brain.prepare_batch(PaddedBatch(items), sb.Stage.TRAIN)
     residual = mix - targets.sum(-1)
     torch.testing.assert_close(residual, torch.full_like(residual, 0.25))
+
+
+@pytest.mark.parametrize("brain", [{"lr_warmup_steps": 4}], indirect=True)
+def test_lr_warmup_then_halving_on_plateau(brain):
+    peak = brain.hparams.lr
+    assert "lr_warmup" in brain.checkpointer.recoverables  # a resumed run continues its warm-up
+    batch = PaddedBatch(_batch([400, 400]))
+    seen = []
+    for _ in range(2):
+        brain.fit_batch(batch)
+        seen.append(_lr(brain))
+    assert seen == pytest.approx([peak / 4, peak / 2])
+    brain.hparams.epoch_counter.limit = 100
+    for epoch, loss in enumerate([-10.0, -9.0, -9.0, -9.0], start=1):  # three epochs without improvement
+        brain.on_stage_end(sb.Stage.VALID, loss, epoch)
+    assert brain.lr_warmup.base_lr == pytest.approx(peak / 2)  # the plateau halved the base rate
+    brain.fit_batch(batch)
+    assert _lr(brain) == pytest.approx(peak / 2 * 3 / 4)  # warm-up step 3 of 4 on the halved base
+    brain.fit_batch(batch)
+    brain.fit_batch(batch)
+    assert _lr(brain) == pytest.approx(peak / 2)
+
+
+@pytest.mark.parametrize(
+    "brain",
+    [{"static_training_shapes": True, "training_signal_len": 600, "use_speedperturb": True}],
+    indirect=True,
+)
+def test_static_training_shapes(brain):
+    for speed_perturbation in (True, False):
+        brain.hparams.use_speedperturb = speed_perturbation
+        for lengths in ([800, 500], [400, 300], [600, 600], [590, 560]):
+            mix, targets, rel = brain.prepare_batch(PaddedBatch(_batch(lengths)), sb.Stage.TRAIN)
+            assert mix.shape == (2, 600) and targets.shape == (2, 600, 2)
+            n = torch.round(rel * 600).long()
+            assert bool((n <= 600).all()) and bool((n >= 1).all())
+            if not speed_perturbation:  # (resampling a padded batch rings a little into its padding)
+                assert n.tolist() == [min(k, 600) for k in lengths]
+                for i in range(2):  # the padding holds zeros and lies outside the lengths
+                    assert float(mix[i, n[i] :].abs().sum()) == 0.0
+    # evaluation batches keep their own length
+    mix, _, _ = brain.prepare_batch(PaddedBatch(_batch([800, 500])), sb.Stage.VALID)
+    assert mix.shape == (2, 800)
+
+
+@pytest.mark.parametrize("brain", [{"static_training_shapes": True, "batch_size": 2}], indirect=True)
+def test_static_training_shapes_drop_the_last_incomplete_batch(brain):
+    loader = brain.make_dataloader(_batch([400, 400, 400]), sb.Stage.TRAIN, batch_size=2)
+    assert [len(b.id) for b in loader] == [2]
+    with pytest.raises(ValueError, match="1 items, fewer than batch_size=2"):
+        brain.make_dataloader(_batch([400]), sb.Stage.TRAIN, batch_size=2)
+
+
+def test_the_first_step_is_reported_as_warmup(brain):
+    notes = []
+    brain.hparams.epoch_counter.note_warmup = notes.append
+    batch = PaddedBatch(_batch([400, 400]))
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    brain.fit_batch(batch)
+    brain.fit_batch(batch)
+    assert len(notes) == 1 and notes[0] > 0
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0, 1)
+    assert 0.0 <= brain.train_stats["data_wait"] < 1.0
+
+
+def _compiled_brain(tmp_path, monkeypatch, static):
+    """A tiny Brain whose mask network compiles through a counting backend (no code generation)."""
+    from torch._dynamo.testing import CompileCounter
+
+    from spgm_lobes.fast import masknet as fast_masknet
+    from spgm_lobes.fast import use_fast_masknet
+
+    counter = CompileCounter()
+    torch._dynamo.reset()
+    monkeypatch.setattr(fast_masknet, "_COMPILED", {})
+    monkeypatch.setattr(fast_masknet, "compile_options", lambda: {"backend": counter, "dynamic": None})
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY,
+                 "static_training_shapes": static, "training_signal_len": 640, "use_speedperturb": True}  # fmt: skip
+    with open(RECIPE) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    modules = use_fast_masknet(hparams["modules"], compile=True)
+    run_opts = {"device": "cpu"}
+    brain = SeparationBrain(modules=modules, opt_class=hparams["optimizer"], hparams=hparams, run_opts=run_opts)
+    brain.on_fit_start()
+    return brain, counter
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_static_shape_training_compiles_once(tmp_path, monkeypatch, static):
+    brain, counter = _compiled_brain(tmp_path, monkeypatch, static)
+    torch.manual_seed(0)
+    compiles = []
+    for lengths in ([700, 500], [520, 430], [900, 610], [380, 360], [650, 640], [300, 290]):
+        brain.modules.train()
+        brain.fit_batch(PaddedBatch(_batch(lengths)))
+        compiles.append(counter.frame_count)
+    # validation on other lengths runs uncompiled
+    brain.modules.eval()
+    with torch.no_grad():
+        brain.evaluate_batch(PaddedBatch(_batch([1000, 700])), sb.Stage.VALID)
+    compiles.append(counter.frame_count)
+    torch._dynamo.reset()
+    assert compiles[0] > 0
+    if static:
+        assert compiles == [compiles[0]] * len(compiles)
+    else:  # the counter does see the recompilations that varying lengths cause
+        assert compiles[-1] > compiles[0]

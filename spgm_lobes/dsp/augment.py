@@ -70,3 +70,36 @@ def random_crop(mix, targets, length, lengths=None, generator=None):
     if n is not None:
         lengths = (n - start).clamp(1, length).float() / length
     return mix, targets, lengths
+
+
+def fix_length(mix, targets, length, lengths=None, generator=None):
+    """Brings mixture ``[B, T]`` and sources ``[B, T, C]`` to exactly ``length``
+    samples: a random window when longer (:func:`random_crop`), zeros at the end
+    when shorter. Relative ``lengths`` are updated so that the padding stays out
+    of the loss.
+
+    Training on one fixed shape lets a compiled model keep its first graph
+    (a new length would compile again, or switch to a slower dynamic-shape one).
+
+    Returns
+    -------
+    mix, targets, lengths
+        Tensors of ``length`` samples and relative lengths (``None`` if none were given).
+
+    Example
+    -------
+    >>> mix, srcs, lens = fix_length(torch.ones(2, 60), torch.ones(2, 60, 2), 80, torch.tensor([1.0, 0.5]))
+    >>> mix.shape, srcs.shape, lens.tolist(), float(mix[:, 60:].abs().sum())
+    (torch.Size([2, 80]), torch.Size([2, 80, 2]), [0.75, 0.375], 0.0)
+    >>> fix_length(torch.ones(2, 100), torch.ones(2, 100, 2), 80)[0].shape
+    torch.Size([2, 80])
+    """
+    T = mix.shape[1]
+    if T > length:
+        return random_crop(mix, targets, length, lengths, generator)
+    if T < length:
+        mix = torch.nn.functional.pad(mix, (0, length - T))
+        targets = torch.nn.functional.pad(targets, (0, 0, 0, length - T))
+        if lengths is not None:
+            lengths = lengths * (T / length)
+    return mix, targets, lengths

@@ -265,9 +265,13 @@ class FastMaskNet(nn.Module):
     masknet : speechbrain.lobes.models.dual_path.Dual_Path_Model
         The model to run; must pass :func:`unsupported_masknet_reason`.
     compile : bool
-        Run each dual-path block through ``torch.compile`` (one graph
-        shared by the blocks; GPU; the first call of each input shape and
-        dtype compiles; off by default).
+        In training mode, run each dual-path block through ``torch.compile``
+        (one graph shared by the blocks; GPU; the first call of each input
+        shape and dtype compiles; off by default). Evaluation (``eval()``)
+        runs the same blocks uncompiled: validation and test utterances
+        have many lengths, and each new one would compile again
+        (:class:`spgm_lobes.fast.CompiledSeparator` is the compiled
+        inference path).
 
     Example
     -------
@@ -298,7 +302,7 @@ class FastMaskNet(nn.Module):
 
     def forward(self, x):
         """``[B, N_in, L]`` -> masks ``[num_spks, B, N_in, L]``."""
-        return fast_masknet_forward(self, x, compiled=self.compiled)
+        return fast_masknet_forward(self, x, compiled=self.compiled and self.training)
 
 
 def use_fast_masknet(modules, enabled=True, compile=False):
