@@ -1,7 +1,10 @@
-"""Locates the architecture YAML files of ``hparams/``.
+"""Locates the architecture YAML files of ``hparams/`` and the training regimes
+of ``hparams/regimes/``.
 
 Every recipe and inference card includes its architecture from one of these
-files, so an architecture is defined once.
+files, so an architecture is defined once. A regime is a set of recipe options
+(batch, learning rate, precision, compilation ...) that every recipe takes with
+``--regime NAME`` (see :func:`spgm_lobes.recipe.apply_regime`).
 """
 
 from pathlib import Path
@@ -37,4 +40,31 @@ def architecture_path(name):
             f"Architecture file {path} is missing; install spgm-lobes from its source tree "
             "(pip install -e .) so that hparams/ is available."
         )
+    return path
+
+
+def regime_names():
+    """Names of the training regimes of ``hparams/regimes/``.
+
+    Example
+    -------
+    >>> "fast" in regime_names()
+    True
+    """
+    return sorted(p.stem for p in (HPARAMS_DIR / "regimes").glob("*.yaml"))
+
+
+def regime_path(name):
+    """Path of the training regime ``name`` (a name of :func:`regime_names`, or a YAML file).
+
+    Example
+    -------
+    >>> regime_path("fast").name
+    'fast.yaml'
+    """
+    if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file():
+        return Path(name)
+    path = HPARAMS_DIR / "regimes" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"Unknown training regime {name!r}; choose one of {', '.join(regime_names())} or a YAML file.")
     return path

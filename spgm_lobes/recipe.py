@@ -11,7 +11,8 @@ A recipe only provides dataset preparation and dataset-specific mixing::
         run_recipe(sys.argv[1:], prepare_data, build_datasets)
 
 ``run_recipe`` parses SpeechBrain's command line (``train.py hparams.yaml
---data_folder ... --debug --precision bf16 ...``), sets up DDP when started with
+--data_folder ... --debug --precision bf16 ...``; ``--regime NAME`` takes a
+training regime of ``hparams/regimes/``, see :func:`apply_regime`), sets up DDP when started with
 ``torchrun``, creates the experiment folder, optionally loads pretrained weights
 (a ``pretrainer`` in the hparams), puts the mask network on the fast path
 (:mod:`spgm_lobes.fast`; ``use_fast_path: False`` to keep SpeechBrain's plain
@@ -19,12 +20,15 @@ modules), trains and evaluates with the Brain.
 """
 
 import importlib.util
+import io
 
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 from speechbrain.utils.distributed import run_on_main
 
+from .architectures import regime_path
 from .fast import use_fast_decoder, use_fast_masknet
 from .separation import SeparationBrain
 
@@ -32,6 +36,7 @@ from .separation import SeparationBrain
 def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     """Runs a separation recipe; returns the Brain after testing."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = apply_regime(overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
@@ -78,6 +83,38 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return brain
+
+
+def apply_regime(overrides):
+    r"""Puts the options of the training regime that ``overrides`` names
+    (``regime: NAME``, from ``--regime NAME`` on a recipe's command line)
+    under the other overrides, which win. Returns YAML override text (the
+    regime's ``!ref`` values are resolved against the recipe's hparams).
+
+    A regime (``hparams/regimes/<NAME>.yaml``, or a YAML file) holds recipe
+    options, so every recipe takes the same switch; see ``fast.yaml``.
+
+    Example
+    -------
+    >>> text = apply_regime("regime: fast\nbatch_size: 4")
+    >>> options = YAML().load(text)
+    >>> options["batch_size"], options["compile_fast_path"], "regime" in options
+    (4, True, False)
+    >>> apply_regime("lr: 0.1")
+    'lr: 0.1'
+    """
+    yaml = YAML()  # round trip: keeps the tags (!ref, !new:, !include:) of both texts
+    user = yaml.load(overrides or "") if isinstance(overrides, str) else overrides
+    if not user or "regime" not in user:
+        return overrides
+    user = dict(user)
+    name = user.pop("regime")
+    with open(regime_path(str(name)), encoding="utf-8") as f:
+        merged = yaml.load(f)
+    merged.update(user)
+    text = io.StringIO()
+    yaml.dump(merged, text)
+    return text.getvalue()
 
 
 def load_script(path, module_name):

@@ -61,7 +61,7 @@ def build_datasets(hparams):
         train = LibriMixDynamicDataset(
             hparams["base_folder_dm"],
             num_spks=num_spks,
-            num_mixtures=len(static),
+            num_mixtures=hparams["dm_mixtures_per_epoch"] or len(static),
             sample_rate=hparams["sample_rate"],
             segment_samples=hparams["training_signal_len"] if hparams["limit_training_signal_len"] else None,
             noise_folder=hparams["noise_folder_dm"] if noise else None,

@@ -45,7 +45,7 @@ def build_datasets(hparams):
         train = SpeakerMixingDataset(
             hparams["base_folder_dm"],
             num_spks=num_spks,
-            num_mixtures=len(static),
+            num_mixtures=hparams["dm_mixtures_per_epoch"] or len(static),
             sample_rate=hparams["sample_rate"],
             segment_samples=hparams["training_signal_len"] if hparams["limit_training_signal_len"] else None,
             max_relative_db=hparams["dm_max_relative_db"],
