@@ -6,6 +6,15 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+# Data the package reads at run time, kept in one place in the source tree and carried by the wheel under
+# spgm_lobes/ (found by spgm_lobes.architectures.data_path): the architecture files of hparams/ (with the
+# inference card template) and the recipes' hparams/ folders (the quickstart trains with the WSJ0Mix one).
+# Each folder becomes a data-only package mapped onto its source folder, so the files exist once.
+DATA_FOLDERS = ["hparams"] + sorted(
+    {p.parent.relative_to(HERE).as_posix() for p in HERE.glob("recipes/**/hparams/*.yaml")}
+)
+DATA_PACKAGES = {"spgm_lobes." + folder.replace("/", "."): folder for folder in DATA_FOLDERS}
+
 setup(
     name="spgm-lobes",
     version="0.1.0",
@@ -14,7 +23,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["spgm_lobes", "spgm_lobes.*"]),
+    packages=find_packages(include=["spgm_lobes", "spgm_lobes.*"]) + list(DATA_PACKAGES),
+    package_dir=DATA_PACKAGES,
+    package_data={name: ["*.yaml", "inference/*.yaml"] for name in DATA_PACKAGES},
     include_package_data=True,
     install_requires=[
         "speechbrain>=1.1",

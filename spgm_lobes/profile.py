@@ -2,7 +2,10 @@
 
 Usage::
 
-    python -m spgm_lobes.profile hparams/spgm-ap.yaml [--seconds 1] [--sample-rate 8000]
+    python -m spgm_lobes.profile spgm-ap [--seconds 1] [--sample-rate 8000]
+
+The architecture is a name of ``hparams/`` (``spgm-ap``, ``sepformer``, ...) or the path of an
+architecture YAML.
 
 MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 (``MACs = FLOPs / 2``) on one forward pass of encoder -> masknet -> decoder.
@@ -19,6 +22,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from .architectures import ARCHITECTURES, architecture_path
 from .models import SPGMBlock
 
 
@@ -114,17 +118,18 @@ def format_report(name, report, seconds, sample_rate):
 def main(argv=None):
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("hparams", help="architecture YAML (e.g. hparams/spgm-ap.yaml)")
+    parser.add_argument("hparams", help=f"architecture name ({', '.join(ARCHITECTURES)}) or YAML path")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--sample-rate", type=int, default=8000)
     parser.add_argument("--num-spks", type=int, default=None)
     args = parser.parse_args(argv)
     overrides = {"num_spks": args.num_spks} if args.num_spks else None
+    path = architecture_path(args.hparams) if args.hparams in ARCHITECTURES else args.hparams
     try:
-        with open(args.hparams) as f:
+        with open(path) as f:
             hparams = load_hyperpyyaml(f, overrides)
     except FileNotFoundError:
-        sys.exit(f"error: architecture file not found: {args.hparams}")
+        sys.exit(f"error: {args.hparams} is neither an architecture name ({', '.join(ARCHITECTURES)}) nor a file")
     report = profile_modules(hparams["modules"], hparams["num_spks"], args.seconds, args.sample_rate)
     print(format_report(args.hparams, report, args.seconds, args.sample_rate))
     return report

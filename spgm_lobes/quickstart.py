@@ -7,8 +7,8 @@
 1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
    with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
    in the wsj0-2mix layout under ``<output>/corpus``;
-2. trains a small SPGM-AP with the real WSJ0Mix recipe
-   (``recipes/WSJ0Mix/separation/train.py hparams/spgm.yaml``) and
+2. trains a small SPGM-AP with the real WSJ0Mix recipe (its ``hparams/spgm.yaml``,
+   ``prepare_data`` and ``build_datasets`` of :mod:`spgm_lobes.data.wsj0mix`) and
    :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
    training speakers, for a time budget (``--minutes``, through
    :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`), on the GPU when
@@ -44,11 +44,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .architectures import architecture_path, recipe_hparams_path
+from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
-from .recipe import load_script
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
+from .recipe import run_recipe
 
 # A small SPGM-AP (the paper's block structure, scaled down for a CPU).
 MODEL = {
@@ -77,15 +76,6 @@ CORPUS = {  # mixtures per split; training draws new mixtures every epoch (dynam
     "debug": {"tr": 4, "cv": 2, "tt": 2},
 }
 DEBUG_MODEL = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32, "intra_layers": 1, "chunk_size": 10}
-
-
-def _load_recipe():
-    """The WSJ0Mix recipe module (``train.py``), which holds ``prepare_data`` and ``build_datasets``."""
-    path = RECIPE_DIR / "train.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the quickstart from a source install (pip install -e .)")
-    module = load_script(path, "spgm_wsj0mix_recipe")
-    return module
 
 
 def _yaml_mapping(values):
@@ -197,15 +187,14 @@ def cpu_threads(cores=None, busy=None):
 
 def train_and_test(output, corpus, minutes=10.0, debug=False, device=None, seed=1234):
     """Runs the WSJ0Mix recipe on the corpus; returns the Brain (best checkpoint loaded)."""
-    recipe = _load_recipe()
     model = dict(MODEL, **(DEBUG_MODEL if debug else {}))
-    arch = f"!include:{REPO_ROOT / 'hparams' / 'spgm-ap.yaml'} {_yaml_mapping({'num_spks': 2, **model})}"
+    arch = f"!include:{architecture_path('spgm-ap')} {_yaml_mapping({'num_spks': 2, **model})}"
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
         print(f"Training on the CPU with {torch.get_num_threads()} thread(s)")
     argv = [
-        str(RECIPE_DIR / "hparams" / "spgm.yaml"),
+        str(recipe_hparams_path("WSJ0Mix/separation", "spgm")),
         "--data_folder",
         str(corpus["data_folder"]),
         "--output_folder",
@@ -230,7 +219,7 @@ def train_and_test(output, corpus, minutes=10.0, debug=False, device=None, seed=
     budget = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [{training['N_epochs']}, {float(minutes)}]"
     argv += ["--epoch_counter", budget]
     start = time.time()
-    brain = recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets)
+    brain = run_recipe(argv, wsj0mix.prepare_data, wsj0mix.build_datasets)
     brain.quickstart_seconds = time.time() - start
     return brain
 

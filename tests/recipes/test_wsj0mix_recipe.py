@@ -16,6 +16,8 @@ from spgm_lobes.checkpoints import checkpoint_problem
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
+# the recipe runs in child processes: they import this checkout's spgm_lobes, not another installed one
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def train_cmd(data, out, *extra, hparams="hparams/spgm.yaml"):
@@ -26,7 +28,7 @@ def train_cmd(data, out, *extra, hparams="hparams/spgm.yaml"):
 
 
 def run(cmd, timeout=300):
-    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=timeout, env=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -67,7 +69,7 @@ def test_killed_run_resumes_with_its_epoch_and_learning_rate(wsj0mix_corpus, tmp
     out = tmp_path / "out"
     # lr 1e-3 and patience 1 make the schedule move; the resumed run asks for another lr on purpose.
     first = train_cmd(wsj0mix_corpus, out, "--N_epochs", "50", "--lr", "0.001", "--lr_patience", "1")
-    proc = subprocess.Popen(first, cwd=RECIPE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(first, cwd=RECIPE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -114,7 +116,7 @@ def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resu
 
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(ENV, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531"]
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
     # run two real (tiny) epochs instead.
