@@ -36,7 +36,6 @@ import numpy as np
 import ruamel.yaml
 import soundfile as sf
 import torch
-import torchaudio
 import yaml
 from huggingface_hub import HfApi, get_token
 from hyperpyyaml import load_hyperpyyaml
@@ -45,6 +44,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from .architectures import ARCHITECTURES, architecture_path
 from .card import architecture_keys, inference_card
+from .dsp.audio import read_audio
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
@@ -282,11 +282,7 @@ def write_example_mixture(run_dir, path, sample_rate):
     """
     found = _find_test_mixture(run_dir)
     if found is not None:
-        wav, rate = sf.read(str(found), dtype="float32", always_2d=True)
-        wav = torch.from_numpy(wav.mean(axis=1))
-        if rate != sample_rate:
-            wav = torchaudio.functional.resample(wav, rate, sample_rate)
-        wav = wav[: int(EXAMPLE_SECONDS * sample_rate)].numpy()
+        wav = read_audio(found, sample_rate)[0][: int(EXAMPLE_SECONDS * sample_rate)].numpy()
         origin = f"first test mixture ({found.name})"
     else:
         wav = synthetic_mixture(sample_rate)
@@ -457,8 +453,8 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
     float
         Largest absolute difference between the two separations.
     """
-    wav, _ = sf.read(str(Path(stage_dir) / EXAMPLE_NAME), dtype="float32")
-    mix = torch.from_numpy(wav[: int(VERIFY_SECONDS * sample_rate)]).unsqueeze(0)
+    wav, _ = read_audio(Path(stage_dir) / EXAMPLE_NAME)
+    mix = wav[: int(VERIFY_SECONDS * sample_rate)].unsqueeze(0)
     with tempfile.TemporaryDirectory(prefix="spgm-publish-") as savedir:
         try:
             loaded = SepformerSeparation.from_hparams(

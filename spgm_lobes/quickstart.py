@@ -47,6 +47,7 @@ import torch
 from .architectures import architecture_path, recipe_hparams_path
 from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
+from .dsp.audio import read_audio
 from .recipe import run_recipe
 
 # A small SPGM-AP (the paper's block structure, scaled down for a CPU).
@@ -280,8 +281,9 @@ def separate_example(brain, corpus, output, snt_id=None):
     mix_path = tt / "mix" / f"{snt_id}.wav" if snt_id else sorted((tt / "mix").glob("*.wav"))[0]
     if not mix_path.is_file():
         raise FileNotFoundError(f"test mixture {mix_path} does not exist")
-    mix, rate = sf.read(mix_path, dtype="float32")
-    refs = [sf.read(tt / s / mix_path.name, dtype="float32")[0] for s in ("s1", "s2")]
+    mix, rate = read_audio(mix_path)
+    mix = mix.numpy()
+    refs = [read_audio(tt / s / mix_path.name)[0].numpy() for s in ("s1", "s2")]
     brain.modules.eval()
     with torch.no_grad():
         est = brain.separate(torch.from_numpy(mix)[None].to(brain.device))[0].cpu().numpy().T

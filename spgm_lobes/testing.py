@@ -36,14 +36,13 @@ def speech_or_synthetic_sources(count, samples, speech_root, rng):
 
     signals = []
     if speech_root is not None:
-        import soundfile as sf
-        import torchaudio
+        from .dsp.audio import read_audio
 
         speakers = sorted((speech_root / "LibriSpeech" / "train-clean-100").iterdir())
         for spk in speakers[:count]:
             path = sorted(spk.rglob("*.flac"))[0]
-            audio, rate = sf.read(path, frames=int(samples * 16000 / 8000) + 16000, start=8000, dtype="float32")
-            audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, 8000).numpy()[:samples]
+            audio = read_audio(path, 8000, start=8000, frames=int(samples * 16000 / 8000) + 16000)[0]
+            audio = audio.numpy()[:samples]
             signals.append(audio / (np.abs(audio).max() + 1e-6) * 0.3)
     t = np.arange(samples) / 8000
     while len(signals) < count:

@@ -15,9 +15,9 @@ recipe from an installed package.
 
 import os
 
-import soundfile as sf
 from tqdm import tqdm
 
+from ..dsp.audio import audio_info
 from .csv_dataset import separation_dataset, write_csv
 from .dynamic_mixing import SpeakerMixingDataset
 
@@ -63,7 +63,8 @@ def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode
         rows = []
         for name in tqdm(sorted(names["mix"]), desc=f"wsj0-mix {split}", disable=len(names["mix"]) < 200):
             mix_path = os.path.join(root, split, "mix", name)
-            row = {"ID": os.path.splitext(name)[0], "duration": sf.info(mix_path).duration, "mix_wav": mix_path}
+            frames, rate = audio_info(mix_path)
+            row = {"ID": os.path.splitext(name)[0], "duration": frames / rate, "mix_wav": mix_path}
             for part in parts[1:]:
                 row[f"{part}_wav"] = os.path.join(root, split, part, name)
             rows.append(row)
