@@ -45,6 +45,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from .architectures import ARCHITECTURES, architecture_path
 from .card import architecture_keys, inference_card
 from .dsp.audio import read_audio
+from .metrics.results import RESULTS_FILE, read_results_csv
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
@@ -113,26 +114,21 @@ def read_test_results(run_dir):
     >>> read_test_results(run)
     {'sdr': 9.0, 'sdr_i': 10.0, 'si-snr': 8.0, 'si-snr_i': 9.5, 'n': 1}
     """
-    path = Path(run_dir) / "test_results.csv"
+    path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise PublishError(f"{path} not found: evaluate the model on its test set before publishing.")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    avg = [row for row in rows if row.get("snt_id") == "avg"]
-    if not avg:
+    table = read_results_csv(path)
+    if table.average is None:
         raise PublishError(f"{path} has no 'avg' row.")
     results = {}
     for key in RESULT_KEYS:
-        value = avg[-1].get(key)
-        if value in (None, "") and key != "si-snr_i":
-            continue
-        try:
-            results[key] = float(value)
-        except (TypeError, ValueError) as e:
-            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).") from e
-    if not all(math.isfinite(v) for v in results.values()):
-        raise PublishError(f"{path}: the 'avg' row holds non-finite values {results}.")
-    results["n"] = sum(1 for row in rows if row.get("snt_id") != "avg")
+        value = table.average.get(key, math.nan)
+        if key != "si-snr_i" and isinstance(value, float) and math.isnan(value):
+            continue  # an optional column, absent or empty
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).")
+        results[key] = value
+    results["n"] = len(table.rows)
     return results
 
 
@@ -233,7 +229,7 @@ def _test_csvs(run_dir, hp):
     for folder in dict.fromkeys([save_dir, run_dir / "save", run_dir]):
         if folder.is_dir():
             found += sorted(p for p in folder.glob("*.csv") if "tt" in p.stem.split("_") or "test" in p.stem)
-    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != "test_results.csv"]
+    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != RESULTS_FILE]
 
 
 def _find_test_mixture(run_dir):

@@ -33,7 +33,6 @@ mixtures of 24 unseen speakers. On 2026-12-02, on a slower 2-core machine:
 """
 
 import argparse
-import csv
 import os
 import shutil
 import sys
@@ -48,6 +47,7 @@ from .architectures import architecture_path, recipe_hparams_path
 from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
 from .dsp.audio import read_audio
+from .metrics.results import RESULTS_FILE, read_results_csv
 from .recipe import run_recipe
 
 # A small SPGM-AP (the paper's block structure, scaled down for a CPU).
@@ -225,16 +225,6 @@ def train_and_test(output, corpus, minutes=10.0, debug=False, device=None, seed=
     return brain
 
 
-def read_results(csv_path):
-    """Rows of ``test_results.csv`` as dicts of floats, and the ``avg`` row."""
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    utterances = [{k: (v if k == "snt_id" else float(v)) for k, v in r.items()} for r in rows if r["snt_id"] != "avg"]
-    if not utterances:
-        raise ValueError(f"{csv_path} holds no test utterance")
-    return utterances
-
-
 def results_table(utterances):
     """Text table of the test metrics (mean, median, 10th-90th percentiles).
 
@@ -351,7 +341,9 @@ def main(argv=None):
     start = time.time()
     corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
     brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
-    utterances = read_results(output / "run" / "test_results.csv")
+    utterances = read_results_csv(output / "run" / RESULTS_FILE).rows
+    if not utterances:
+        raise ValueError(f"{output / 'run' / RESULTS_FILE} holds no test utterance")
     png, scores, gain = separate_example(brain, corpus, output, median_utterance(utterances))
     stage_dir = stage_model(output)
     elapsed = time.time() - start

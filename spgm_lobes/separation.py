@@ -33,7 +33,6 @@ and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics`,
 :meth:`SeparationBrain.utterance_info` and :meth:`SeparationBrain.write_test_results`.
 """
 
-import csv
 import logging
 import math
 import os
@@ -50,6 +49,7 @@ from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import random_crop, speed_perturb_sources
 from .fast import decode_sources
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
+from .metrics.results import RESULTS_FILE, write_results_csv
 from .metrics.separation import separation_metrics
 
 logger = logging.getLogger(__name__)
@@ -248,12 +248,8 @@ class SeparationBrain(sb.Brain):
         avg = {c: sum(r[c] for r in rows) / max(len(rows), 1) for c in metrics}
         if not if_main_process():
             return avg
-        path = os.path.join(self.hparams.output_folder, "test_results.csv")
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-            writer.writerow({"snt_id": "avg", **avg})
+        path = os.path.join(self.hparams.output_folder, RESULTS_FILE)
+        write_results_csv(path, rows + [{"snt_id": "avg", **avg}], columns)
         logger.info("Per-utterance test results written to %s", path)
         return avg
 

@@ -138,11 +138,9 @@ def make_run_folder(
     # an intra-epoch checkpoint without si-snr, newest of all: must not be picked
     checkpointer.save_checkpoint(meta={"end-of-epoch": False})
     if results is not None:
-        import csv
+        from .metrics.results import RESULTS_FILE, write_results_csv
 
-        with open(run_dir / "test_results.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"])
-            writer.writerows(results)
-            writer.writerow(["avg", *np.mean([r[1:] for r in results], axis=0)])
+        columns = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
+        average = ["avg", *(float(v) for v in np.mean([r[1:] for r in results], axis=0))]
+        write_results_csv(run_dir / RESULTS_FILE, [dict(zip(columns, r)) for r in [*results, average]])
     return best[1] if best else None

@@ -11,6 +11,7 @@ import yaml
 from speechbrain.inference.separation import SepformerSeparation
 
 from spgm_lobes import publish
+from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.publish import PublishError
 from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES, make_run_folder
@@ -215,8 +216,7 @@ def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path)
     stage = tmp_path / "stage"
     assert publish.main([str(run_dir), "--repo", "me/tiny", "--dry-run", "--stage-dir", str(stage)]) == 0
     front = yaml.safe_load((stage / "README.md").read_text().split("---")[1])
-    with open(run_dir / "test_results.csv") as f:
-        avg = [row for row in csv.DictReader(f) if row["snt_id"] == "avg"][0]
+    avg = read_results_csv(run_dir / "test_results.csv").average
     metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"SI-SNRi": round(float(avg["si-snr_i"]), 2), "SDRi": round(float(avg["sdr_i"]), 2)}
     example, rate = sf.read(stage / publish.EXAMPLE_NAME)

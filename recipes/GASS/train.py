@@ -20,7 +20,6 @@ prepares the file lists, builds the mixers and swaps the loss and the test metri
 
 import csv
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from spgm_lobes.data.gass import GASSMixer, find_category_files, read_manifest, split_category_files
 from spgm_lobes.losses.log_mse import permutation_invariant_log_mse
 from spgm_lobes.metrics.gass import gass_scores, summarize_by_count
+from spgm_lobes.metrics.results import RESULTS_FILE, write_results_csv
 from spgm_lobes.recipe import run_recipe
 from spgm_lobes.separation import SeparationBrain
 
@@ -63,26 +63,12 @@ class GASSBrain(SeparationBrain):
         returns the overall averages (NaNs — undefined values — ignored)."""
         summary = summarize_by_count(rows)
         folder = self.hparams.output_folder
-        with open(os.path.join(folder, "test_results.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(_formatted(r) for r in rows)
-            writer.writerow(_formatted({"snt_id": "avg", "num_sources": "all", "categories": "", **summary[-1]}))
+        average = {"snt_id": "avg", "num_sources": "all", "categories": "", **summary[-1]}
+        write_results_csv(os.path.join(folder, RESULTS_FILE), rows + [average], RESULT_COLUMNS)
         path = os.path.join(folder, "test_summary_by_count.csv")
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(_formatted(r) for r in summary)
+        write_results_csv(path, summary, SUMMARY_COLUMNS)
         logger.info("Per-mixture results in %s, summary per source count in %s", folder, path)
         return {k: summary[-1][k] for k in ("si-snr", "si-snr_i", "silent_energy_db")}
-
-
-def _formatted(row):
-    """Empty cells for undefined (NaN) values, 4 decimals otherwise."""
-    return {
-        k: ("" if isinstance(v, float) and math.isnan(v) else round(v, 4) if isinstance(v, float) else v)
-        for k, v in row.items()
-    }
 
 
 def _manifest_path(hparams, split):

@@ -1,12 +1,14 @@
 """End-to-end --debug run of recipes/GASS/train.py on generated category folders (tiny model, CPU)."""
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.recipe import load_script
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "GASS"
@@ -75,22 +77,22 @@ def test_debug_run_writes_split_lists_checkpoints_and_results(debug_run):
     assert not {r["path"] for r in lists["train"]} & {r["path"] for r in lists["test"]}
     # --debug checkpoints to a temporary folder (SpeechBrain), with the recoverables the fine-tuning loads
     assert list(Path(brain.checkpointer.checkpoints_dir).glob("CKPT+*/masknet.ckpt"))
-    rows = _read(out / "test_results.csv")
-    assert rows[-1]["snt_id"] == "avg"
-    per_mixture = rows[:-1]
+    results = read_results_csv(out / "test_results.csv")
+    assert results.average["num_sources"] == "all"
+    per_mixture = results.rows
     assert len(per_mixture) == 2  # --debug: 2 test batches of 1 mixture
     for row in per_mixture:
         count = int(row["num_sources"])
         assert 1 <= count <= 4 and len(row["categories"].split("+")) == count
-        assert float(row["si-snr"]) == float(row["si-snr"])
-        assert (row["si-snr_i"] == "") == (count == 1)  # undefined for a single source
-        assert (row["silent_energy_db"] == "") == (count == 4)  # no silent reference with 4 sources
+        assert math.isfinite(row["si-snr"])
+        assert math.isnan(row["si-snr_i"]) == (count == 1)  # undefined (an empty cell) for a single source
+        assert math.isnan(row["silent_energy_db"]) == (count == 4)  # no silent reference with 4 sources
 
 
 def test_summary_by_count(debug_run):
     root, _ = debug_run
-    rows = _read(root / "out" / "test_results.csv")[:-1]
-    summary = _read(root / "out" / "test_summary_by_count.csv")
+    rows = read_results_csv(root / "out" / "test_results.csv").rows
+    summary = read_results_csv(root / "out" / "test_summary_by_count.csv").rows
     assert summary[-1]["num_sources"] == "all" and int(summary[-1]["count"]) == len(rows)
     counts = sorted({int(r["num_sources"]) for r in rows})
     assert [int(s["num_sources"]) for s in summary[:-1]] == counts

@@ -1,6 +1,5 @@
 """End-to-end tests of recipes/WSJ0Mix/separation/train.py on a generated wsj0-mix folder."""
 
-import csv
 import math
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from spgm_lobes.checkpoints import checkpoint_problem
+from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
@@ -34,8 +34,9 @@ def run(cmd, timeout=300):
 
 
 def read_results(out):
-    with open(Path(out) / "test_results.csv") as f:
-        return list(csv.DictReader(f))
+    """The rows of test_results.csv, its ``avg`` row last."""
+    results = read_results_csv(Path(out) / RESULTS_FILE)
+    return results.rows + [results.average]
 
 
 def test_debug_run_writes_finite_results(wsj0mix_corpus, tmp_path):
