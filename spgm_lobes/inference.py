@@ -28,7 +28,7 @@ from speechbrain.utils.fetching import LocalStrategy, fetch
 from tqdm import tqdm
 
 from .dsp.audio import AudioReadError, read_audio, resample
-from .fast import CompiledSeparator, unsupported_masknet_reason
+from .fast import CompiledSeparator, encode_mask_decode, unsupported_masknet_reason
 from .fast import separate as fast_separate
 
 OUTPUT_RATES = ("model", "input")
@@ -63,9 +63,7 @@ def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
     """
     if fast and fast_path_unsupported_reason(modules) is None:
         return fast_separate(modules["encoder"], modules["masknet"], modules["decoder"], mix, num_spks, dtype=dtype)
-    mix_w = modules["encoder"](mix)
-    est_mask = modules["masknet"](mix_w)
-    return torch.stack([modules["decoder"](mix_w * est_mask[i]) for i in range(num_spks)], dim=-1)
+    return encode_mask_decode(modules, mix)
 
 
 def fast_path_unsupported_reason(modules):

@@ -45,6 +45,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from .architectures import ARCHITECTURES, architecture_path
 from .card import architecture_keys, inference_card
 from .dsp.audio import read_audio
+from .fast import encode_mask_decode
 from .metrics.results import RESULTS_FILE, read_results_csv
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
@@ -432,13 +433,6 @@ def stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache
     return stage_dir
 
 
-def _separate(modules, mix, num_spks):
-    with torch.no_grad():
-        w = modules["encoder"](mix)
-        masks = modules["masknet"](w)
-        return torch.stack([modules["decoder"](w * masks[i]) for i in range(num_spks)], dim=-1)
-
-
 def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
     """Loads ``stage_dir`` with ``SepformerSeparation.from_hparams`` and compares with the reference modules.
 
@@ -460,7 +454,8 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
                 est = loaded.separate_batch(mix)
         except Exception as e:
             raise PublishError(f"The staged model in {stage_dir} does not load back: {type(e).__name__}: {e}") from e
-    ref = _separate(reference_modules, mix, num_spks)
+    with torch.no_grad():
+        ref = encode_mask_decode(reference_modules, mix)
     n = min(ref.shape[1], est.shape[1])
     diff = float((est[:, :n] - ref[:, :n]).abs().max())
     if not diff < VERIFY_TOLERANCE:

@@ -47,7 +47,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import random_crop, speed_perturb_sources
-from .fast import decode_sources
+from .fast import encode_mask_decode
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.results import RESULTS_FILE, write_results_csv
 from .metrics.separation import separation_metrics
@@ -90,8 +90,7 @@ class SeparationBrain(sb.Brain):
     def separate(self, mix):
         """Separates mixtures ``[B, T]`` into estimates ``[B, T, num_spks]``
         (encoder -> masknet -> decoder, trimmed/padded to ``T``)."""
-        mix_w = self.modules.encoder(mix)
-        return decode_sources(self.modules.decoder, mix_w, self.modules.masknet(mix_w), mix.shape[1])
+        return encode_mask_decode(self.modules, mix)
 
     def prepare_batch(self, batch, stage):
         """Moves a batch to the device and applies the training augmentation.
