@@ -48,6 +48,7 @@ from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
 from .dsp.audio import read_audio
 from .metrics.results import RESULTS_FILE, read_results_csv
+from .metrics.separation import si_snr_per_source
 from .recipe import run_recipe
 
 # A small SPGM-AP (the paper's block structure, scaled down for a CPU).
@@ -243,12 +244,6 @@ def results_table(utterances):
     return "\n".join(lines)
 
 
-def _si_snr(est, ref):
-    est, ref = est - est.mean(), ref - ref.mean()
-    target = (est @ ref) / (ref @ ref + 1e-8) * ref
-    return float(10 * np.log10((target @ target) / ((est - target) @ (est - target) + 1e-8) + 1e-8))
-
-
 def median_utterance(utterances):
     """Id of the test mixture with the median SI-SNRi (a typical one, neither the best nor the worst).
 
@@ -277,13 +272,9 @@ def separate_example(brain, corpus, output, snt_id=None):
     brain.modules.eval()
     with torch.no_grad():
         est = brain.separate(torch.from_numpy(mix)[None].to(brain.device))[0].cpu().numpy().T
-    # permutation with the best mean SI-SNR
-    straight = [_si_snr(est[0], refs[0]), _si_snr(est[1], refs[1])]
-    swapped = [_si_snr(est[1], refs[0]), _si_snr(est[0], refs[1])]
-    if sum(swapped) > sum(straight):
-        est, scores = est[::-1], swapped
-    else:
-        scores = straight
+    references = torch.from_numpy(np.stack(refs, axis=1))
+    scores, order = si_snr_per_source(torch.from_numpy(est.T), references)  # the permutation with the best mean
+    est = est[list(order)]
     folder = Path(output) / "example"
     folder.mkdir(parents=True, exist_ok=True)
     sf.write(folder / "mixture.wav", mix, rate)
@@ -291,7 +282,7 @@ def separate_example(brain, corpus, output, snt_id=None):
         peak = max(np.abs(est[i]).max(), 1e-8)
         sf.write(folder / f"estimate{i + 1}.wav", est[i] / peak * 0.9, rate)
         sf.write(folder / f"reference{i + 1}.wav", refs[i], rate)
-    mix_scores = [_si_snr(mix, refs[0]), _si_snr(mix, refs[1])]
+    mix_scores, _ = si_snr_per_source(torch.from_numpy(mix)[:, None].expand_as(references), references)
     gain = np.mean(scores) - np.mean(mix_scores)
     png = plot_separation(
         folder / "separation.png",
