@@ -25,7 +25,6 @@ What the output folder must hold:
 import argparse
 import csv
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -36,8 +35,7 @@ import numpy as np
 import ruamel.yaml
 import soundfile as sf
 import torch
-import yaml
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.separation import SepformerSeparation
 from speechbrain.utils.checkpoints import Checkpointer
@@ -289,44 +287,45 @@ def write_example_mixture(run_dir, path, sample_rate):
 
 
 def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset="custom", num_params=None):
-    """The Hub model card (``README.md``) with YAML front matter and a ``model-index``.
+    """The Hub model card (``README.md``): front matter and ``model-index`` built with huggingface_hub's
+    ``ModelCardData`` and ``EvalResult`` (one per improvement metric), the card parsed back by ``ModelCard``.
 
     Example
     -------
     >>> arch = RunArchitecture(Path("spgm-ap.yaml"), {}, 8000, 2)
     >>> results = {"sdr": 20.0, "sdr_i": 20.5, "si-snr": 19.0, "si-snr_i": 19.5, "n": 3000}
     >>> text = model_card("me/spgm", arch, results, None, dataset="wsj0-2mix")
-    >>> meta = yaml.safe_load(text.split("---")[1])
-    >>> meta["library_name"], meta["model-index"][0]["results"][0]["metrics"][0]["value"]
-    ('speechbrain', 19.5)
+    >>> card = ModelCard(text)
+    >>> card.data.library_name, [(r.metric_name, r.metric_value) for r in card.data.eval_results]
+    ('speechbrain', [('SI-SNRi', 19.5), ('SDRi', 20.5)])
     """
     shown = [key for key in METRIC_NAMES if key in results]
-    metrics = [
-        {"type": METRIC_NAMES[k][0], "name": METRIC_NAMES[k][1], "value": round(results[k], 2)}
+    name = repo_id.split("/")[-1]
+    eval_results = [
+        EvalResult(
+            task_type="audio-source-separation",
+            task_name="Speech Separation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type=METRIC_NAMES[k][0],
+            metric_name=METRIC_NAMES[k][1],
+            metric_value=round(results[k], 2),
+        )
         for k in shown
         if k.endswith("_i")
     ]
-    front = {
-        "language": ["en"],
-        "license": license_name,
-        "library_name": "speechbrain",
-        "pipeline_tag": "audio-to-audio",
-        "tags": ["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
-        "datasets": [dataset],
-        "metrics": [m["type"] for m in metrics],
-        "model-index": [
-            {
-                "name": repo_id.split("/")[-1],
-                "results": [
-                    {
-                        "task": {"type": "audio-source-separation", "name": "Speech Separation"},
-                        "dataset": {"type": dataset, "name": dataset, "split": "test"},
-                        "metrics": metrics,
-                    }
-                ],
-            }
-        ],
-    }
+    card_data = ModelCardData(
+        language=["en"],
+        license=license_name,
+        library_name="speechbrain",
+        pipeline_tag="audio-to-audio",
+        tags=["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
+        datasets=[dataset],
+        metrics=[result.metric_type for result in eval_results],
+        model_name=name,
+        eval_results=eval_results,
+    )
     defaults = architecture_keys(arch.path) if arch.path.is_file() else {}
     changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
     keys = ", ".join(f"{k}={v}" for k, v in changed.items())
@@ -337,12 +336,7 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
         loss = ckpt.meta.get("si-snr")
         loss = f", validation loss (negative SI-SNR) {loss:.2f}" if isinstance(loss, (int, float)) else ""
         epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}`{loss}.\n"
-    name = repo_id.split("/")[-1]
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False).strip()}
----
-
-# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
+    body = f"""# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
 
 A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
 spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params} (`hparams/{arch.path.name}` of spgm-lobes; keys {keys}).
@@ -385,6 +379,7 @@ or in Python with `spgm_lobes.inference.SPGMSeparation.from_hparams(source="{rep
 
 SPGM: *Prioritizing Local Features for enhanced speech separation performance*, arXiv:2309.12608.
 """
+    return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
 
 
 def _prepare_stage_dir(stage_dir):
@@ -467,8 +462,9 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
 
 
 def resolve_token(token=None):
-    """A Hub token: the argument, ``HF_TOKEN``, or the cached ``huggingface-cli login``."""
-    token = token or os.environ.get("HF_TOKEN") or get_token()
+    """A Hub token: the argument, else what ``huggingface_hub.get_token`` finds (``HF_TOKEN``, or the cached
+    ``huggingface-cli login``)."""
+    token = token or get_token()
     if not token:
         raise PublishError("No Hugging Face token: set HF_TOKEN or run `huggingface-cli login` (or use --dry-run).")
     return token

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from speechbrain.inference.separation import SepformerSeparation
 
 from spgm_lobes import publish
@@ -78,6 +79,14 @@ def test_model_card_front_matter_and_example(run, tmp_path):
     metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"SI-SNRi": 10.5, "SDRi": 11.0}
     assert 'from_hparams(source="me/tiny-spgm"' in text
+    card = ModelCard.load(stage / "README.md")  # huggingface_hub reads the model-index back
+    assert [(r.metric_type, r.metric_value, r.dataset_name, r.dataset_split) for r in card.data.eval_results] == [
+        ("si-snri", 10.5, "tiny-mix", "test"),
+        ("sdri", 11.0, "tiny-mix", "test"),
+    ]
+    assert card.data.model_name == "tiny-spgm" and card.text.lstrip().startswith(
+        "# tiny-spgm: spgm-ap-s speech separation"
+    )
     wav, rate = sf.read(stage / publish.EXAMPLE_NAME)
     assert rate == 8000 and wav.ndim == 1 and 0 < np.abs(wav).max() <= 1
 
