@@ -144,3 +144,18 @@ def make_run_folder(
         average = ["avg", *(float(v) for v in np.mean([r[1:] for r in results], axis=0))]
         write_results_csv(run_dir / RESULTS_FILE, [dict(zip(columns, r)) for r in [*results, average]])
     return best[1] if best else None
+
+
+def free_port():
+    """A TCP port free on this machine now (the kernel picks it: bind to port 0), e.g. for ``torchrun --master_port``.
+
+    Example
+    -------
+    >>> 0 < free_port() < 65536
+    True
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

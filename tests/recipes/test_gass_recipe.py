@@ -2,14 +2,17 @@
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from csv_writes import run_two_process_ddp
 
 from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.recipe import load_script
+from spgm_lobes.testing import REPO_ROOT
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "GASS"
 TINY_ARCH = "{num_spks: 4, N_encoder_out: 16, out_channels: 16, nhead: 2, d_ffn: 32, intra_layers: 1, chunk_size: 10}"
@@ -156,6 +159,20 @@ def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus,
             torch.testing.assert_close(value, gass["masknet"][name])
     torch.testing.assert_close(brain.modules.encoder.state_dict(), gass["encoder"])
     assert (tmp_path / "finetune" / "test_results.csv").is_file()
+
+
+def test_ddp_two_cpu_processes_write_each_csv_once(tmp_path):
+    """Under DDP every process runs the test stage; only the main one writes the result files (and the file lists)."""
+    data = _write_category_folders(tmp_path / "data")
+    out = tmp_path / "out"
+    args = [a for a in _debug_args(data, out) if a != "--debug"]
+    args += ["--N_epochs", "1", "--train_mixtures", "4", "--valid_mixtures", "2", "--test_mixtures", "2"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    writes = run_two_process_ddp(RECIPE / "train.py", args, out, tmp_path / "writes", tmp_path, env)
+    results, summary = str(out / "test_results.csv"), str(out / "test_summary_by_count.csv")
+    assert writes[results] == 1 and writes[summary] == 1, writes
+    assert set(writes.values()) == {1}, writes  # gass_{train,valid,test}.csv too
+    assert len(read_results_csv(results).rows) == 2
 
 
 def test_prepare_data_from_manifest(tmp_path):

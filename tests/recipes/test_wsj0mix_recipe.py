@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import torch
+from csv_writes import run_two_process_ddp
 
 from spgm_lobes.checkpoints import checkpoint_problem
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
@@ -117,13 +118,11 @@ def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resu
 
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
-    env = dict(ENV, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531"]
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
     # run two real (tiny) epochs instead.
-    cmd += train_cmd(wsj0mix_corpus, out, "--N_epochs", "2", "--distributed_backend", "gloo")[1:]
-    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    script, *args = train_cmd(wsj0mix_corpus, out, "--N_epochs", "2")[1:]
+    writes = run_two_process_ddp(script, args, out, tmp_path / "writes", RECIPE_DIR, ENV)
+    assert writes[str(out / "test_results.csv")] == 1 and set(writes.values()) == {1}, writes
     rows = read_results(out)
     assert rows[-1]["snt_id"] == "avg"
     ids = [r["snt_id"] for r in rows[:-1]]
