@@ -287,6 +287,19 @@ class SPGMSeparation(SepformerSeparation):
         return self.save(est, out_rate, out_dir, Path(path).stem)
 
 
+def normalise_device(device):
+    """The device string SpeechBrain expects: a CUDA device with its index (``"cuda"`` -> ``"cuda:0"``; SpeechBrain
+    reads the index from the string and warns "Could not parse CUDA device string" without one).
+
+    Example
+    -------
+    >>> normalise_device("cuda"), normalise_device("cuda:1"), normalise_device("cpu")
+    ('cuda:0', 'cuda:1', 'cpu')
+    """
+    device = str(device)
+    return "cuda:0" if device == "cuda" else device
+
+
 class ModelLoadError(RuntimeError):
     """The separation model could not be found or loaded."""
 
@@ -328,7 +341,7 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
         return SPGMSeparation.from_hparams(
             source=source,
             savedir=None if savedir is None else str(savedir),
-            run_opts={"device": device},
+            run_opts={"device": normalise_device(device)},
             use_fast_path=use_fast_path,
             fast_dtype=fast_dtype,
             compile_fast_path=compile_fast_path,
