@@ -208,6 +208,7 @@ def test_bad_repo_id(run):
         publish.publish(run[0], "no-slash", dry_run=True)
 
 
+@pytest.mark.slow
 def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path):
     """Train a tiny SPGM with the WSJ0Mix recipe (1 epoch) -> spgm-publish --dry-run -> from_hparams: same output."""
 

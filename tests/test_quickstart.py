@@ -2,12 +2,14 @@
 
 import math
 
+import pytest
 import soundfile as sf
 
 from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.quickstart import main, make_corpus
 
 
+@pytest.mark.slow
 def test_quickstart_debug(tmp_path, capsys):
     # --minutes 0: the time budget ends training after the first of the two debug epochs
     result = main(["--output", str(tmp_path), "--debug", "--minutes", "0"])

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from spgm_lobes.metrics.results import read_results_csv
@@ -32,6 +33,7 @@ def _fake_librispeech(root, speakers=5, utterances=2):
     return root
 
 
+@pytest.mark.slow
 def test_quick_mode_runs_and_reports(tmp_path, capsys):
     bench = _load_bench()
     speech = _fake_librispeech(tmp_path / "speech")

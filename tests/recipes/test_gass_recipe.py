@@ -71,6 +71,7 @@ def _read(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_debug_run_writes_split_lists_checkpoints_and_results(debug_run):
     root, brain = debug_run
     out = root / "out"
@@ -92,6 +93,7 @@ def test_debug_run_writes_split_lists_checkpoints_and_results(debug_run):
         assert math.isnan(row["silent_energy_db"]) == (count == 4)  # no silent reference with 4 sources
 
 
+@pytest.mark.slow
 def test_summary_by_count(debug_run):
     root, _ = debug_run
     rows = read_results_csv(root / "out" / "test_results.csv").rows
@@ -104,6 +106,7 @@ def test_summary_by_count(debug_run):
         assert float(entry["si-snr"]) == pytest.approx(np.mean(group), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_gass_loss_is_used(debug_run):
     import torch
 
@@ -131,6 +134,7 @@ def test_hparams_build_four_output_models(name, tmp_path):
     assert hparams["threshold_byloss"] is False
 
 
+@pytest.mark.slow
 def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus, tmp_path):
     import torch
 
@@ -161,6 +165,7 @@ def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus,
     assert (tmp_path / "finetune" / "test_results.csv").is_file()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_write_each_csv_once(tmp_path):
     """Under DDP every process runs the test stage; only the main one writes the result files (and the file lists)."""
     data = _write_category_folders(tmp_path / "data")

@@ -50,6 +50,7 @@ def _run(hparams, root, out, *extra):
     return results.rows + [results.average]
 
 
+@pytest.mark.slow
 def test_recipe_static_clean(libri2mix, tmp_path):
     root, _, _ = libri2mix
     rows = _run("spgm.yaml", root, tmp_path / "exp")
@@ -59,6 +60,7 @@ def test_recipe_static_clean(libri2mix, tmp_path):
     assert (tmp_path / "exp" / "save" / "libri2mix_train-360.csv").is_file()
 
 
+@pytest.mark.slow
 def test_recipe_dynamic_mixing_with_noise(libri2mix, tmp_path):
     root, corpus, wham = libri2mix
     rows = _run(

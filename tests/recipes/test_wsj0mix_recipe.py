@@ -9,12 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from csv_writes import run_two_process_ddp
 
 from spgm_lobes.checkpoints import checkpoint_problem
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
+
+pytestmark = pytest.mark.slow  # end-to-end recipe runs, kill/resume, DDP
 
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
 # the recipe runs in child processes: they import this checkout's spgm_lobes, not another installed one
