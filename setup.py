@@ -47,7 +47,7 @@ setup(
         "console_scripts": [
             "spgm-separate=spgm_lobes.inference:main",
             "spgm-publish=spgm_lobes.publish:main",
-            "spgm-quickstart=spgm_lobes.quickstart:main",
+            "spgm-quickstart=spgm_lobes.quickstart:console_main",
         ],
     },
 )

@@ -354,5 +354,11 @@ def main(argv=None):
     }
 
 
+def console_main(argv=None):
+    """Entry point of ``spgm-quickstart``: runs :func:`main`, exit status 0 (``main`` returns its measurements)."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -15,7 +15,7 @@ SOURCES = ("setup.py", "pyproject.toml", "README.md", "spgm_lobes", "hparams", "
 CONSOLE_SCRIPTS = {
     "spgm-separate": "spgm_lobes.inference:main",
     "spgm-publish": "spgm_lobes.publish:main",
-    "spgm-quickstart": "spgm_lobes.quickstart:main",
+    "spgm-quickstart": "spgm_lobes.quickstart:console_main",
 }
 
 
@@ -106,6 +106,6 @@ def test_commands_run_from_the_unpacked_wheel_alone(wheel, tmp_path):
     )
     assert shape.strip().splitlines()[-1] == "(1, 24000, 2)"  # the 3-s synthetic example
 
-    python("-m", "spgm_lobes.quickstart", "--output", "quickstart", "--debug", "--minutes", "0", timeout=600)
+    python("-c", CONSOLE_SCRIPT, "spgm-quickstart", "--output", "quickstart", "--debug", "--minutes", "0", timeout=600)
     assert (work / "quickstart" / "model" / "hyperparams.yaml").is_file()
     assert (work / "quickstart" / "run" / "test_results.csv").is_file()
