@@ -6,6 +6,16 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+# Data the package reads at run time, kept in one place in the source tree and carried by the wheel under
+# spgm_lobes/ (found by spgm_lobes.architectures.data_path): the architecture files of hparams/ (with the
+# inference card template and the training regimes of hparams/regimes/) and the recipes' hparams/ folders
+# (the quickstart trains with the WSJ0Mix one).
+# Each folder becomes a data-only package mapped onto its source folder, so the files exist once.
+DATA_FOLDERS = ["hparams"] + sorted(
+    {p.parent.relative_to(HERE).as_posix() for p in HERE.glob("recipes/**/hparams/*.yaml")}
+)
+DATA_PACKAGES = {"spgm_lobes." + folder.replace("/", "."): folder for folder in DATA_FOLDERS}
+
 setup(
     name="spgm-lobes",
     version="0.1.0",
@@ -14,13 +24,16 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["spgm_lobes", "spgm_lobes.*"]),
+    packages=find_packages(include=["spgm_lobes", "spgm_lobes.*"]) + list(DATA_PACKAGES),
+    package_dir=DATA_PACKAGES,
+    package_data={name: ["*.yaml", "inference/*.yaml", "regimes/*.yaml"] for name in DATA_PACKAGES},
     include_package_data=True,
     install_requires=[
         "speechbrain>=1.1",
         "torch>=2.7",
         "torchaudio>=2.7",
         "hyperpyyaml>=1.2",
+        "ruamel.yaml>=0.17.28",  # round-trip YAML: a --regime's options under the command line's (tags kept)
         "pyyaml>=6",
         "soundfile>=0.12",
         "pyloudnorm>=0.1.1",
@@ -36,7 +49,7 @@ setup(
         "console_scripts": [
             "spgm-separate=spgm_lobes.inference:main",
             "spgm-publish=spgm_lobes.publish:main",
-            "spgm-quickstart=spgm_lobes.quickstart:main",
+            "spgm-quickstart=spgm_lobes.quickstart:console_main",
         ],
     },
 )

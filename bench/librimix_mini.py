@@ -44,6 +44,7 @@ from spgm_lobes.data.librimix import (  # noqa: E402
     generate_metadata,
     write_toy_librispeech,
 )
+from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH  # noqa: E402
 
 RECIPE = REPO / "recipes" / "LibriMix" / "separation"
@@ -164,13 +165,11 @@ def train_speaker_folder(libri2mix, corpus):
 
 
 def read_results(train_dir):
-    """Average row of test_results.csv and the number of finished epochs."""
-    with open(train_dir / "test_results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    avg = next(r for r in rows if r["snt_id"] == "avg")
+    """Average row of test_results.csv, the number of test mixtures and the number of finished epochs."""
+    results = read_results_csv(train_dir / RESULTS_FILE)
     log = (train_dir / "train_log.txt").read_text().splitlines()
     epochs = sum(1 for line in log if line.startswith("epoch:"))
-    return {k: float(v) for k, v in avg.items() if k != "snt_id"}, len(rows) - 1, epochs
+    return {k: v for k, v in results.average.items() if k != "snt_id"}, len(results.rows), epochs
 
 
 def main(argv=None):

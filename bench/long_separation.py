@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from spgm_lobes.architectures import ARCHITECTURES, architecture_path  # noqa: E402
 from spgm_lobes.card import inference_card  # noqa: E402
+from spgm_lobes.dsp.audio import audio_info  # noqa: E402
 from spgm_lobes.publish import synthetic_mixture  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES  # noqa: E402
 
@@ -76,8 +77,8 @@ def main(argv=None):
         n_params = make_model_folder(work / "model", args.architecture, overrides)
         if args.mixture:
             mixture = Path(args.mixture)
-            info = sf.info(str(mixture))
-            seconds = info.frames / info.samplerate
+            frames, rate = audio_info(mixture)
+            seconds = frames / rate
         else:
             mixture = work / f"mixture_{int(seconds)}s.wav"
             sf.write(str(mixture), synthetic_mixture(SAMPLE_RATE, seconds), SAMPLE_RATE, subtype="PCM_16")
@@ -97,7 +98,7 @@ def main(argv=None):
             print(result.stdout + result.stderr, file=sys.stderr)
             return result.returncode
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
-        lengths = [sf.info(str(out / f"{mixture.stem}_source{i}.wav")).frames for i in (1, 2)]
+        lengths = [audio_info(out / f"{mixture.stem}_source{i}.wav")[0] for i in (1, 2)]
         expected = round(seconds * SAMPLE_RATE)
         if any(n != expected for n in lengths):
             print(f"unexpected output lengths {lengths}, expected {expected}", file=sys.stderr)

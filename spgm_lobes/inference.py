@@ -22,56 +22,16 @@ import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-import torchaudio
 from speechbrain.inference.separation import SepformerSeparation
 from speechbrain.utils.data_utils import split_path
 from speechbrain.utils.fetching import LocalStrategy, fetch
 from tqdm import tqdm
 
-from .fast import CompiledSeparator, unsupported_masknet_reason
+from .dsp.audio import AudioReadError, read_audio, resample
+from .fast import CompiledSeparator, encode_mask_decode, unsupported_masknet_reason
 from .fast import separate as fast_separate
 
 OUTPUT_RATES = ("model", "input")
-
-
-class AudioReadError(ValueError):
-    """An input file could not be read as audio."""
-
-
-def read_audio(path):
-    """Reads an audio file with soundfile.
-
-    Arguments
-    ---------
-    path : str or Path
-        Any format libsndfile reads (wav, flac, ogg, ...).
-
-    Returns
-    -------
-    waveform : numpy.ndarray
-        ``[time, channels]`` float32.
-    sample_rate : int
-
-    Example
-    -------
-    >>> path = getfixture("tmp_path") / "a.wav"
-    >>> sf.write(path, np.zeros((80, 2)), 8000)
-    >>> wav, rate = read_audio(path)
-    >>> wav.shape, rate
-    ((80, 2), 8000)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioReadError(f"{path}: no such file.")
-    try:
-        waveform, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioReadError(f"{path}: not a readable audio file ({e}).") from e
-    if waveform.shape[0] == 0:
-        raise AudioReadError(f"{path}: the file holds no samples.")
-    if not np.isfinite(waveform).all():
-        raise AudioReadError(f"{path}: the file holds NaN or infinite samples.")
-    return waveform, int(rate)
 
 
 def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
@@ -103,9 +63,7 @@ def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
     """
     if fast and fast_path_unsupported_reason(modules) is None:
         return fast_separate(modules["encoder"], modules["masknet"], modules["decoder"], mix, num_spks, dtype=dtype)
-    mix_w = modules["encoder"](mix)
-    est_mask = modules["masknet"](mix_w)
-    return torch.stack([modules["decoder"](mix_w * est_mask[i]) for i in range(num_spks)], dim=-1)
+    return encode_mask_decode(modules, mix)
 
 
 def fast_path_unsupported_reason(modules):
@@ -249,20 +207,20 @@ class SPGMSeparation(SepformerSeparation):
         model_rate = int(self.hparams.sample_rate)
         sample_rate = int(sample_rate)
         if sample_rate != model_rate:
-            mix = torchaudio.functional.resample(mix, sample_rate, model_rate)
+            mix = resample(mix, sample_rate, model_rate)
         est = self.separate_batch(mix.unsqueeze(0))[0].cpu()
         peak = min(float(mix.abs().max()) if mix.numel() else 0.0, 0.99)
         est_peak = est.abs().amax(dim=0, keepdim=True)
         est = torch.where(est_peak > 0, est * (peak / est_peak.clamp_min(1e-12)), est)
         if output_rate == "input" and sample_rate != model_rate:
             length = int(np.asarray(waveform).shape[0])
-            est = torchaudio.functional.resample(est.T.contiguous(), model_rate, sample_rate).T
+            est = resample(est.T.contiguous(), model_rate, sample_rate).T
             est = F.pad(est, (0, 0, 0, max(0, length - est.shape[0])))[:length]
             return est.clamp(-1.0, 1.0), sample_rate
         return est, model_rate
 
     def separate_file(self, path, savedir=None, output_rate="model"):
-        """Separates an audio file (read with soundfile).
+        """Separates an audio file (read by :func:`spgm_lobes.dsp.audio.read_audio`: channels averaged).
 
         Arguments
         ---------
@@ -329,6 +287,19 @@ class SPGMSeparation(SepformerSeparation):
         return self.save(est, out_rate, out_dir, Path(path).stem)
 
 
+def normalise_device(device):
+    """The device string SpeechBrain expects: a CUDA device with its index (``"cuda"`` -> ``"cuda:0"``; SpeechBrain
+    reads the index from the string and warns "Could not parse CUDA device string" without one).
+
+    Example
+    -------
+    >>> normalise_device("cuda"), normalise_device("cuda:1"), normalise_device("cpu")
+    ('cuda:0', 'cuda:1', 'cpu')
+    """
+    device = str(device)
+    return "cuda:0" if device == "cuda" else device
+
+
 class ModelLoadError(RuntimeError):
     """The separation model could not be found or loaded."""
 
@@ -370,7 +341,7 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
         return SPGMSeparation.from_hparams(
             source=source,
             savedir=None if savedir is None else str(savedir),
-            run_opts={"device": device},
+            run_opts={"device": normalise_device(device)},
             use_fast_path=use_fast_path,
             fast_dtype=fast_dtype,
             compile_fast_path=compile_fast_path,

@@ -2,7 +2,10 @@
 
 Usage::
 
-    python -m spgm_lobes.profile hparams/spgm-ap.yaml [--seconds 1] [--sample-rate 8000]
+    python -m spgm_lobes.profile spgm-ap [--seconds 1] [--sample-rate 8000]
+
+The architecture is a name of ``hparams/`` (``spgm-ap``, ``sepformer``, ...) or the path of an
+architecture YAML.
 
 MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 (``MACs = FLOPs / 2``) on one forward pass of encoder -> masknet -> decoder.
@@ -19,6 +22,8 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from .architectures import ARCHITECTURES, architecture_path
+from .fast import encode_mask_decode
 from .models import SPGMBlock
 
 
@@ -33,16 +38,7 @@ def count_parameters(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def separate(modules, mix, num_spks):
-    """Runs encoder -> masknet -> decoder on ``mix`` ``[B, T]``; returns
-    estimates ``[B, T', num_spks]`` (no trimming)."""
-    mix_w = modules["encoder"](mix)
-    est_mask = modules["masknet"](mix_w)
-    sep_h = mix_w.unsqueeze(0) * est_mask
-    return torch.stack([modules["decoder"](sep_h[i]) for i in range(num_spks)], dim=-1)
-
-
-def profile_modules(modules, num_spks, seconds=1.0, sample_rate=8000):
+def profile_modules(modules, seconds=1.0, sample_rate=8000):
     """Counts parameters and MACs of a separator on ``seconds`` of audio.
 
     Returns a dict with ``params`` (total), ``params_<module>``, ``macs`` (total),
@@ -54,7 +50,7 @@ def profile_modules(modules, num_spks, seconds=1.0, sample_rate=8000):
     >>> from spgm_lobes.architectures import architecture_path
     >>> hp = load_hyperpyyaml(open(architecture_path("spgm-ap-s")),
     ...     overrides={"intra_layers": 1, "out_channels": 32, "N_encoder_out": 32, "nhead": 4, "d_ffn": 64})
-    >>> report = profile_modules(hp["modules"], hp["num_spks"], seconds=0.1)
+    >>> report = profile_modules(hp["modules"], seconds=0.1)
     >>> report["spgm_blocks"], report["macs"] > 0
     (2, True)
     """
@@ -72,7 +68,7 @@ def profile_modules(modules, num_spks, seconds=1.0, sample_rate=8000):
     hooks = [b.register_forward_pre_hook(lambda m, args: seen_shapes.append(args[0].shape)) for b in spgm_blocks]
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        separate(modules, mix, num_spks)
+        encode_mask_decode(modules, mix)
     for hook in hooks:
         hook.remove()
     for m, mode in zip(modules.values(), was_training.values()):
@@ -114,18 +110,19 @@ def format_report(name, report, seconds, sample_rate):
 def main(argv=None):
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("hparams", help="architecture YAML (e.g. hparams/spgm-ap.yaml)")
+    parser.add_argument("hparams", help=f"architecture name ({', '.join(ARCHITECTURES)}) or YAML path")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--sample-rate", type=int, default=8000)
     parser.add_argument("--num-spks", type=int, default=None)
     args = parser.parse_args(argv)
     overrides = {"num_spks": args.num_spks} if args.num_spks else None
+    path = architecture_path(args.hparams) if args.hparams in ARCHITECTURES else args.hparams
     try:
-        with open(args.hparams) as f:
+        with open(path) as f:
             hparams = load_hyperpyyaml(f, overrides)
     except FileNotFoundError:
-        sys.exit(f"error: architecture file not found: {args.hparams}")
-    report = profile_modules(hparams["modules"], hparams["num_spks"], args.seconds, args.sample_rate)
+        sys.exit(f"error: {args.hparams} is neither an architecture name ({', '.join(ARCHITECTURES)}) nor a file")
+    report = profile_modules(hparams["modules"], args.seconds, args.sample_rate)
     print(format_report(args.hparams, report, args.seconds, args.sample_rate))
     return report
 

@@ -25,7 +25,6 @@ What the output folder must hold:
 import argparse
 import csv
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -36,15 +35,16 @@ import numpy as np
 import ruamel.yaml
 import soundfile as sf
 import torch
-import torchaudio
-import yaml
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.separation import SepformerSeparation
 from speechbrain.utils.checkpoints import Checkpointer
 
 from .architectures import ARCHITECTURES, architecture_path
 from .card import architecture_keys, inference_card
+from .dsp.audio import read_audio
+from .fast import encode_mask_decode
+from .metrics.results import RESULTS_FILE, read_results_csv
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
@@ -113,26 +113,21 @@ def read_test_results(run_dir):
     >>> read_test_results(run)
     {'sdr': 9.0, 'sdr_i': 10.0, 'si-snr': 8.0, 'si-snr_i': 9.5, 'n': 1}
     """
-    path = Path(run_dir) / "test_results.csv"
+    path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise PublishError(f"{path} not found: evaluate the model on its test set before publishing.")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    avg = [row for row in rows if row.get("snt_id") == "avg"]
-    if not avg:
+    table = read_results_csv(path)
+    if table.average is None:
         raise PublishError(f"{path} has no 'avg' row.")
     results = {}
     for key in RESULT_KEYS:
-        value = avg[-1].get(key)
-        if value in (None, "") and key != "si-snr_i":
-            continue
-        try:
-            results[key] = float(value)
-        except (TypeError, ValueError) as e:
-            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).") from e
-    if not all(math.isfinite(v) for v in results.values()):
-        raise PublishError(f"{path}: the 'avg' row holds non-finite values {results}.")
-    results["n"] = sum(1 for row in rows if row.get("snt_id") != "avg")
+        value = table.average.get(key, math.nan)
+        if key != "si-snr_i" and isinstance(value, float) and math.isnan(value):
+            continue  # an optional column, absent or empty
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise PublishError(f"{path}: the 'avg' row has no numeric {key} (got {value!r}).")
+        results[key] = value
+    results["n"] = len(table.rows)
     return results
 
 
@@ -233,7 +228,7 @@ def _test_csvs(run_dir, hp):
     for folder in dict.fromkeys([save_dir, run_dir / "save", run_dir]):
         if folder.is_dir():
             found += sorted(p for p in folder.glob("*.csv") if "tt" in p.stem.split("_") or "test" in p.stem)
-    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != "test_results.csv"]
+    return [p for p in dict.fromkeys(found) if p.is_file() and p.name != RESULTS_FILE]
 
 
 def _find_test_mixture(run_dir):
@@ -282,11 +277,7 @@ def write_example_mixture(run_dir, path, sample_rate):
     """
     found = _find_test_mixture(run_dir)
     if found is not None:
-        wav, rate = sf.read(str(found), dtype="float32", always_2d=True)
-        wav = torch.from_numpy(wav.mean(axis=1))
-        if rate != sample_rate:
-            wav = torchaudio.functional.resample(wav, rate, sample_rate)
-        wav = wav[: int(EXAMPLE_SECONDS * sample_rate)].numpy()
+        wav = read_audio(found, sample_rate)[0][: int(EXAMPLE_SECONDS * sample_rate)].numpy()
         origin = f"first test mixture ({found.name})"
     else:
         wav = synthetic_mixture(sample_rate)
@@ -296,44 +287,45 @@ def write_example_mixture(run_dir, path, sample_rate):
 
 
 def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset="custom", num_params=None):
-    """The Hub model card (``README.md``) with YAML front matter and a ``model-index``.
+    """The Hub model card (``README.md``): front matter and ``model-index`` built with huggingface_hub's
+    ``ModelCardData`` and ``EvalResult`` (one per improvement metric), the card parsed back by ``ModelCard``.
 
     Example
     -------
     >>> arch = RunArchitecture(Path("spgm-ap.yaml"), {}, 8000, 2)
     >>> results = {"sdr": 20.0, "sdr_i": 20.5, "si-snr": 19.0, "si-snr_i": 19.5, "n": 3000}
     >>> text = model_card("me/spgm", arch, results, None, dataset="wsj0-2mix")
-    >>> meta = yaml.safe_load(text.split("---")[1])
-    >>> meta["library_name"], meta["model-index"][0]["results"][0]["metrics"][0]["value"]
-    ('speechbrain', 19.5)
+    >>> card = ModelCard(text)
+    >>> card.data.library_name, [(r.metric_name, r.metric_value) for r in card.data.eval_results]
+    ('speechbrain', [('SI-SNRi', 19.5), ('SDRi', 20.5)])
     """
     shown = [key for key in METRIC_NAMES if key in results]
-    metrics = [
-        {"type": METRIC_NAMES[k][0], "name": METRIC_NAMES[k][1], "value": round(results[k], 2)}
+    name = repo_id.split("/")[-1]
+    eval_results = [
+        EvalResult(
+            task_type="audio-source-separation",
+            task_name="Speech Separation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type=METRIC_NAMES[k][0],
+            metric_name=METRIC_NAMES[k][1],
+            metric_value=round(results[k], 2),
+        )
         for k in shown
         if k.endswith("_i")
     ]
-    front = {
-        "language": ["en"],
-        "license": license_name,
-        "library_name": "speechbrain",
-        "pipeline_tag": "audio-to-audio",
-        "tags": ["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
-        "datasets": [dataset],
-        "metrics": [m["type"] for m in metrics],
-        "model-index": [
-            {
-                "name": repo_id.split("/")[-1],
-                "results": [
-                    {
-                        "task": {"type": "audio-source-separation", "name": "Speech Separation"},
-                        "dataset": {"type": dataset, "name": dataset, "split": "test"},
-                        "metrics": metrics,
-                    }
-                ],
-            }
-        ],
-    }
+    card_data = ModelCardData(
+        language=["en"],
+        license=license_name,
+        library_name="speechbrain",
+        pipeline_tag="audio-to-audio",
+        tags=["audio-to-audio", "audio-source-separation", "speech-separation", "speechbrain", "SPGM", arch.name],
+        datasets=[dataset],
+        metrics=[result.metric_type for result in eval_results],
+        model_name=name,
+        eval_results=eval_results,
+    )
     defaults = architecture_keys(arch.path) if arch.path.is_file() else {}
     changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
     keys = ", ".join(f"{k}={v}" for k, v in changed.items())
@@ -344,12 +336,7 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
         loss = ckpt.meta.get("si-snr")
         loss = f", validation loss (negative SI-SNR) {loss:.2f}" if isinstance(loss, (int, float)) else ""
         epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}`{loss}.\n"
-    name = repo_id.split("/")[-1]
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False).strip()}
----
-
-# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
+    body = f"""# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
 
 A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
 spgm-lobes on SpeechBrain. Architecture `{arch.name}`{params} (`hparams/{arch.path.name}` of spgm-lobes; keys {keys}).
@@ -392,6 +379,7 @@ or in Python with `spgm_lobes.inference.SPGMSeparation.from_hparams(source="{rep
 
 SPGM: *Prioritizing Local Features for enhanced speech separation performance*, arXiv:2309.12608.
 """
+    return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
 
 
 def _prepare_stage_dir(stage_dir):
@@ -440,13 +428,6 @@ def stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache
     return stage_dir
 
 
-def _separate(modules, mix, num_spks):
-    with torch.no_grad():
-        w = modules["encoder"](mix)
-        masks = modules["masknet"](w)
-        return torch.stack([modules["decoder"](w * masks[i]) for i in range(num_spks)], dim=-1)
-
-
 def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
     """Loads ``stage_dir`` with ``SepformerSeparation.from_hparams`` and compares with the reference modules.
 
@@ -457,8 +438,8 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
     float
         Largest absolute difference between the two separations.
     """
-    wav, _ = sf.read(str(Path(stage_dir) / EXAMPLE_NAME), dtype="float32")
-    mix = torch.from_numpy(wav[: int(VERIFY_SECONDS * sample_rate)]).unsqueeze(0)
+    wav, _ = read_audio(Path(stage_dir) / EXAMPLE_NAME)
+    mix = wav[: int(VERIFY_SECONDS * sample_rate)].unsqueeze(0)
     with tempfile.TemporaryDirectory(prefix="spgm-publish-") as savedir:
         try:
             loaded = SepformerSeparation.from_hparams(
@@ -468,7 +449,8 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
                 est = loaded.separate_batch(mix)
         except Exception as e:
             raise PublishError(f"The staged model in {stage_dir} does not load back: {type(e).__name__}: {e}") from e
-    ref = _separate(reference_modules, mix, num_spks)
+    with torch.no_grad():
+        ref = encode_mask_decode(reference_modules, mix)
     n = min(ref.shape[1], est.shape[1])
     diff = float((est[:, :n] - ref[:, :n]).abs().max())
     if not diff < VERIFY_TOLERANCE:
@@ -480,8 +462,9 @@ def verify_staged(stage_dir, reference_modules, num_spks, sample_rate):
 
 
 def resolve_token(token=None):
-    """A Hub token: the argument, ``HF_TOKEN``, or the cached ``huggingface-cli login``."""
-    token = token or os.environ.get("HF_TOKEN") or get_token()
+    """A Hub token: the argument, else what ``huggingface_hub.get_token`` finds (``HF_TOKEN``, or the cached
+    ``huggingface-cli login``)."""
+    token = token or get_token()
     if not token:
         raise PublishError("No Hugging Face token: set HF_TOKEN or run `huggingface-cli login` (or use --dry-run).")
     return token

@@ -7,8 +7,8 @@
 1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
    with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
    in the wsj0-2mix layout under ``<output>/corpus``;
-2. trains a small SPGM-AP with the real WSJ0Mix recipe
-   (``recipes/WSJ0Mix/separation/train.py hparams/spgm.yaml``) and
+2. trains a small SPGM-AP with the real WSJ0Mix recipe (its ``hparams/spgm.yaml``,
+   ``prepare_data`` and ``build_datasets`` of :mod:`spgm_lobes.data.wsj0mix`) and
    :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
    training speakers, for a time budget (``--minutes``, through
    :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`), on the GPU when
@@ -33,7 +33,6 @@ mixtures of 24 unseen speakers. On 2026-12-02, on a slower 2-core machine:
 """
 
 import argparse
-import csv
 import os
 import shutil
 import sys
@@ -44,11 +43,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .architectures import architecture_path, recipe_hparams_path
+from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
-from .recipe import load_script
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
+from .dsp.audio import read_audio
+from .metrics.results import RESULTS_FILE, read_results_csv
+from .metrics.separation import si_snr_per_source
+from .recipe import run_recipe
 
 # A small SPGM-AP (the paper's block structure, scaled down for a CPU).
 MODEL = {
@@ -90,15 +91,6 @@ GPU_TRAINING = {
     "ckpt_interval_minutes": 0,
 }
 DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 5.0}
-
-
-def _load_recipe():
-    """The WSJ0Mix recipe module (``train.py``), which holds ``prepare_data`` and ``build_datasets``."""
-    path = RECIPE_DIR / "train.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the quickstart from a source install (pip install -e .)")
-    module = load_script(path, "spgm_wsj0mix_recipe")
-    return module
 
 
 def _yaml_mapping(values):
@@ -219,17 +211,17 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
     On the CPU it trains the small SPGM-AP of ``MODEL``; on a GPU the paper's
     SPGM-AP-S in the fast regime (``GPU_TRAINING``). ``minutes`` defaults to
     ``DEFAULT_MINUTES`` of the device."""
-    recipe = _load_recipe()
     device = device or default_device()
     gpu = device.startswith("cuda") and not debug
     minutes = DEFAULT_MINUTES["cuda" if gpu else "cpu"] if minutes is None else minutes
-    if gpu:
-        arch = f"!include:{REPO_ROOT / 'hparams' / f'{GPU_ARCHITECTURE}.yaml'} {_yaml_mapping({'num_spks': 2})}"
+    if gpu:  # the recipe's own file of the architecture (an --arch override merges sizes into one file)
+        hparams_name, arch = GPU_ARCHITECTURE, []
         training = dict(GPU_TRAINING, num_workers=max(1, min(8, (os.cpu_count() or 2) - 1)))
         print(f"Training {GPU_ARCHITECTURE} on {device} in the fast regime for {minutes:g} min")
     else:
         model = dict(MODEL, **(DEBUG_MODEL if debug else {}))
-        arch = f"!include:{REPO_ROOT / 'hparams' / 'spgm-ap.yaml'} {_yaml_mapping({'num_spks': 2, **model})}"
+        hparams_name = "spgm"  # SPGM-AP, resized
+        arch = ["--arch", f"!include:{architecture_path('spgm-ap')} {_yaml_mapping({'num_spks': 2, **model})}"]
         # --debug: at most two epochs of two steps on short crops (SpeechBrain's own --debug would
         # send the checkpoints to a temporary folder, and the model folder is staged from them)
         training = dict(TRAINING, **({"training_signal_len": 2000, "N_epochs": 2, "batch_size": 2} if debug else {}))
@@ -237,7 +229,7 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
         torch.set_num_threads(cpu_threads())
         print(f"Training on the CPU with {torch.get_num_threads()} thread(s)")
     argv = [
-        str(RECIPE_DIR / "hparams" / "spgm.yaml"),
+        str(recipe_hparams_path("WSJ0Mix/separation", hparams_name)),
         "--data_folder",
         str(corpus["data_folder"]),
         "--output_folder",
@@ -246,8 +238,7 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
         "True",
         "--base_folder_dm",
         str(corpus["base_folder_dm"]),
-        "--arch",
-        arch,
+        *arch,
         "--seed",
         str(seed),
         "--device",
@@ -259,19 +250,9 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
     budget = f"!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [{training['N_epochs']}, {float(minutes)}]"
     argv += ["--epoch_counter", budget]
     start = time.time()
-    brain = recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets)
+    brain = run_recipe(argv, wsj0mix.prepare_data, wsj0mix.build_datasets)
     brain.quickstart_seconds = time.time() - start
     return brain
-
-
-def read_results(csv_path):
-    """Rows of ``test_results.csv`` as dicts of floats, and the ``avg`` row."""
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    utterances = [{k: (v if k == "snt_id" else float(v)) for k, v in r.items()} for r in rows if r["snt_id"] != "avg"]
-    if not utterances:
-        raise ValueError(f"{csv_path} holds no test utterance")
-    return utterances
 
 
 def results_table(utterances):
@@ -290,12 +271,6 @@ def results_table(utterances):
         p10, p90 = np.percentile(values, [10, 90])
         lines.append(f"{label:<8}{values.mean():>7.2f}{np.median(values):>8.2f}{p10:>7.2f}{p90:>7.2f}")
     return "\n".join(lines)
-
-
-def _si_snr(est, ref):
-    est, ref = est - est.mean(), ref - ref.mean()
-    target = (est @ ref) / (ref @ ref + 1e-8) * ref
-    return float(10 * np.log10((target @ target) / ((est - target) @ (est - target) + 1e-8) + 1e-8))
 
 
 def median_utterance(utterances):
@@ -320,18 +295,15 @@ def separate_example(brain, corpus, output, snt_id=None):
     mix_path = tt / "mix" / f"{snt_id}.wav" if snt_id else sorted((tt / "mix").glob("*.wav"))[0]
     if not mix_path.is_file():
         raise FileNotFoundError(f"test mixture {mix_path} does not exist")
-    mix, rate = sf.read(mix_path, dtype="float32")
-    refs = [sf.read(tt / s / mix_path.name, dtype="float32")[0] for s in ("s1", "s2")]
+    mix, rate = read_audio(mix_path)
+    mix = mix.numpy()
+    refs = [read_audio(tt / s / mix_path.name)[0].numpy() for s in ("s1", "s2")]
     brain.modules.eval()
     with torch.no_grad():
         est = brain.separate(torch.from_numpy(mix)[None].to(brain.device))[0].cpu().numpy().T
-    # permutation with the best mean SI-SNR
-    straight = [_si_snr(est[0], refs[0]), _si_snr(est[1], refs[1])]
-    swapped = [_si_snr(est[1], refs[0]), _si_snr(est[0], refs[1])]
-    if sum(swapped) > sum(straight):
-        est, scores = est[::-1], swapped
-    else:
-        scores = straight
+    references = torch.from_numpy(np.stack(refs, axis=1))
+    scores, order = si_snr_per_source(torch.from_numpy(est.T), references)  # the permutation with the best mean
+    est = est[list(order)]
     folder = Path(output) / "example"
     folder.mkdir(parents=True, exist_ok=True)
     sf.write(folder / "mixture.wav", mix, rate)
@@ -339,7 +311,7 @@ def separate_example(brain, corpus, output, snt_id=None):
         peak = max(np.abs(est[i]).max(), 1e-8)
         sf.write(folder / f"estimate{i + 1}.wav", est[i] / peak * 0.9, rate)
         sf.write(folder / f"reference{i + 1}.wav", refs[i], rate)
-    mix_scores = [_si_snr(mix, refs[0]), _si_snr(mix, refs[1])]
+    mix_scores, _ = si_snr_per_source(torch.from_numpy(mix)[:, None].expand_as(references), references)
     gain = np.mean(scores) - np.mean(mix_scores)
     png = plot_separation(
         folder / "separation.png",
@@ -391,7 +363,9 @@ def main(argv=None):
     start = time.time()
     corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
     brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
-    utterances = read_results(output / "run" / "test_results.csv")
+    utterances = read_results_csv(output / "run" / RESULTS_FILE).rows
+    if not utterances:
+        raise ValueError(f"{output / 'run' / RESULTS_FILE} holds no test utterance")
     png, scores, gain = separate_example(brain, corpus, output, median_utterance(utterances))
     stage_dir = stage_model(output)
     elapsed = time.time() - start
@@ -409,6 +383,12 @@ def main(argv=None):
         "model": stage_dir,
         "seconds": elapsed,
     }
+
+
+def console_main(argv=None):
+    """Entry point of ``spgm-quickstart``: runs :func:`main`, exit status 0 (``main`` returns its measurements)."""
+    main(argv)
+    return 0
 
 
 if __name__ == "__main__":

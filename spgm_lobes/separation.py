@@ -40,10 +40,11 @@ the re-summed mixture after speed perturbation). Training datasets with a
 
 Subclasses change the objective by overriding :meth:`SeparationBrain.compute_loss`
 and the evaluation by overriding :meth:`SeparationBrain.utterance_metrics`,
-:meth:`SeparationBrain.utterance_info` and :meth:`SeparationBrain.write_test_results`.
+:meth:`SeparationBrain.utterance_info` and :meth:`SeparationBrain.test_result_tables`
+(what the test stage writes; :meth:`SeparationBrain.write_test_results`, which
+writes it on the main process only, cannot be overridden).
 """
 
-import csv
 import logging
 import math
 import os
@@ -59,8 +60,9 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import fix_length, random_crop, speed_perturb_sources
-from .fast import decode_sources
+from .fast import encode_mask_decode
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
+from .metrics.results import RESULTS_FILE, write_results_csv
 from .metrics.separation import separation_metrics
 from .schedulers import LinearWarmup
 
@@ -108,8 +110,7 @@ class SeparationBrain(sb.Brain):
     def separate(self, mix):
         """Separates mixtures ``[B, T]`` into estimates ``[B, T, num_spks]``
         (encoder -> masknet -> decoder, trimmed/padded to ``T``)."""
-        mix_w = self.modules.encoder(mix)
-        return decode_sources(self.modules.decoder, mix_w, self.modules.masknet(mix_w), mix.shape[1])
+        return encode_mask_decode(self.modules, mix)
 
     def prepare_batch(self, batch, stage):
         """Moves a batch to the device and applies the training augmentation.
@@ -315,22 +316,33 @@ class SeparationBrain(sb.Brain):
             sf.write(os.path.join(folder, f"{snt_id}_source{k + 1}hat.wav"), est.numpy(), rate)
             sf.write(os.path.join(folder, f"{snt_id}_source{k + 1}.wav"), targets[:, k].numpy(), rate)
 
-    def write_test_results(self, rows):
-        """Writes ``test_results.csv`` (one row per utterance and an ``avg`` row);
-        returns the averages."""
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "write_test_results" in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} overrides write_test_results, which keeps the test files to the main process "
+                "under DDP: override test_result_tables instead."
+            )
+
+    def test_result_tables(self, rows):
+        """What the test stage writes, from the per-utterance ``rows``: ``({file name: (columns, rows)}, averages)``,
+        the averages being the values logged. Default: ``test_results.csv`` with one row per utterance and an
+        ``avg`` row (:mod:`spgm_lobes.metrics.results`)."""
         columns = list(rows[0].keys()) if rows else ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
         metrics = [c for c in columns if c != "snt_id"]
         avg = {c: sum(r[c] for r in rows) / max(len(rows), 1) for c in metrics}
-        if not if_main_process():
-            return avg
-        path = os.path.join(self.hparams.output_folder, "test_results.csv")
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-            writer.writerow({"snt_id": "avg", **avg})
-        logger.info("Per-utterance test results written to %s", path)
-        return avg
+        return {RESULTS_FILE: (columns, rows + [{"snt_id": "avg", **avg}])}, avg
+
+    def write_test_results(self, rows):
+        """Writes the files of :meth:`test_result_tables` into ``output_folder``, on the main process only
+        (SpeechBrain evaluates the whole test set on every process); returns the averages."""
+        tables, averages = self.test_result_tables(rows)
+        if if_main_process():
+            for name, (columns, table) in tables.items():
+                path = os.path.join(self.hparams.output_folder, name)
+                write_results_csv(path, table, columns)
+                logger.info("Test results written to %s", path)
+        return averages
 
     # ----------------------------------------------------------------- stages
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
@@ -380,8 +392,7 @@ class SeparationBrain(sb.Brain):
                 self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_stats["si-snr"]}, min_keys=["si-snr"])
         elif stage == sb.Stage.TEST:
-            # SpeechBrain evaluates the whole test set on every process: only the main one writes.
-            averages = self.write_test_results(self.test_rows)
+            averages = self.write_test_results(self.test_rows)  # files written by the main process only
             self.hparams.train_logger.log_stats(  # a collective under DDP: every process calls it
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},

@@ -136,12 +136,6 @@ def test_same_names_refused(model_dir, tmp_path, capsys):
     assert "would all write mix_source*.wav" in capsys.readouterr().err
 
 
-def test_read_audio_errors(tmp_path):
-    sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 8000)
-    with pytest.raises(AudioReadError, match="empty.wav: the file holds no samples"):
-        inference.read_audio(tmp_path / "empty.wav")
-
-
 def test_long_input_is_one_pass(model, monkeypatch):
     """Long inputs go through separate_sources once, whole (no segments to stitch)."""
     calls = []
@@ -213,3 +207,20 @@ def test_cli_compile_needs_bf16(model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "m.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--compile"])
     assert "--compile needs --bf16" in capsys.readouterr().err
+
+
+def test_cli_device_cuda_reaches_speechbrain_with_its_index(model_dir, tmp_path, monkeypatch, capsys):
+    """``--device cuda`` is given to SpeechBrain as ``cuda:0`` (a bare "cuda" makes it warn that it cannot parse it)."""
+    devices = []
+
+    def from_hparams(**kwargs):
+        devices.append(kwargs["run_opts"]["device"])
+        raise RuntimeError("stop here: no GPU in the test")
+
+    monkeypatch.setattr(SPGMSeparation, "from_hparams", from_hparams)
+    mix = tmp_path / "m.wav"
+    sf.write(mix, speechlike(8000, 0.1), 8000)
+    for device in ("cuda", "cuda:1", "cpu"):
+        assert main([str(mix), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--device", device]) == 2
+    assert devices == ["cuda:0", "cuda:1", "cpu"]
+    assert "stop here" in capsys.readouterr().err

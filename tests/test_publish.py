@@ -1,7 +1,6 @@
 """spgm-publish: best checkpoint -> staged Hub folder -> from_hparams round trip, upload against a stand-in."""
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -9,61 +8,17 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml, resolve_references
+from huggingface_hub import ModelCard
 from speechbrain.inference.separation import SepformerSeparation
-from speechbrain.utils.checkpoints import Checkpointer
 
 from spgm_lobes import publish
-from spgm_lobes.architectures import architecture_path
+from spgm_lobes.fast import encode_mask_decode
+from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.publish import PublishError
 from spgm_lobes.recipe import load_script
-from spgm_lobes.testing import TINY_ARCH_OVERRIDES
+from spgm_lobes.testing import TINY_ARCH_OVERRIDES, make_run_folder
 
 TINY = TINY_ARCH_OVERRIDES
-RESULTS = [("a", 9.0, 10.0, 8.0, 9.5), ("b", 11.0, 12.0, 10.0, 11.5)]
-
-
-def recipe_yaml(run_dir, arch_name="spgm-ap-s", overrides=TINY, with_architecture_key=True):
-    """A recipe-like YAML including an architecture, as SpeechBrain recipes of spgm-lobes do."""
-    keys = "".join(f"    {k}: {v}\n" for k, v in overrides.items())
-    arch_line = f"architecture: {arch_name}\n" if with_architecture_key else ""
-    return (
-        f"{arch_line}sample_rate: 8000\nnum_spks: 2\ndataset: tiny-mix\n"
-        f"output_folder: {run_dir}\nsave_folder: !ref <output_folder>/save\n"
-        "test_data: !ref <output_folder>/test.csv\n"
-        f"arch: !include:{architecture_path(arch_name)}\n    num_spks: !ref <num_spks>\n{keys}"
-        "modules: !ref <arch[modules]>\n"
-    )
-
-
-def make_run(run_dir, metas=(-2.0, -5.0, -3.0), results=RESULTS, **recipe):
-    """A recipe output folder: resolved hyperparams.yaml, checkpoints with si-snr metas, test_results.csv.
-
-    Returns the encoder state dict of the best (lowest si-snr) checkpoint.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = recipe_yaml(run_dir, **recipe)
-    (run_dir / "hyperparams.yaml").write_text(resolve_references(io.StringIO(text)).getvalue())
-    modules = load_hyperpyyaml(text)["modules"]
-    checkpointer = Checkpointer(run_dir / "save", recoverables=modules)
-    best = None
-    for i, meta in enumerate(metas):
-        torch.manual_seed(100 + i)
-        with torch.no_grad():
-            for p in modules["masknet"].parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        checkpointer.save_checkpoint(meta={"si-snr": meta})
-        if best is None or meta < best[0]:
-            best = (meta, {k: v.clone() for k, v in modules["masknet"].state_dict().items()})
-    # an intra-epoch checkpoint without si-snr, newest of all: must not be picked
-    checkpointer.save_checkpoint(meta={"end-of-epoch": False})
-    if results is not None:
-        with open(run_dir / "test_results.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"])
-            writer.writerows(results)
-            writer.writerow(["avg", *np.mean([r[1:] for r in results], axis=0)])
-    return best[1] if best else None
 
 
 class RecordingHub:
@@ -85,7 +40,7 @@ class RecordingHub:
 @pytest.fixture
 def run(tmp_path):
     run_dir = tmp_path / "run"
-    best_masknet = make_run(run_dir)
+    best_masknet = make_run_folder(run_dir)
     return run_dir, best_masknet
 
 
@@ -104,12 +59,10 @@ def test_round_trip_dry_run_then_from_hparams(run, tmp_path):
     reference = publish.load_checkpoint_modules(publish.read_run_architecture(run_dir), out["checkpoint"])
     mix = torch.randn(2, 1600)
     with torch.no_grad():
-        w = reference["encoder"](mix)
-        masks = reference["masknet"](w)
-        ref = torch.stack([reference["decoder"](w * masks[i]) for i in range(2)], -1)
+        ref = encode_mask_decode(reference, mix)
     est = loaded.separate_batch(mix)
     assert est.shape == (2, 1600, 2)
-    assert (est[:, : ref.shape[1]] - ref).abs().max() < 1e-5
+    assert (est - ref).abs().max() < 1e-5
 
 
 def test_model_card_front_matter_and_example(run, tmp_path):
@@ -126,6 +79,14 @@ def test_model_card_front_matter_and_example(run, tmp_path):
     metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"SI-SNRi": 10.5, "SDRi": 11.0}
     assert 'from_hparams(source="me/tiny-spgm"' in text
+    card = ModelCard.load(stage / "README.md")  # huggingface_hub reads the model-index back
+    assert [(r.metric_type, r.metric_value, r.dataset_name, r.dataset_split) for r in card.data.eval_results] == [
+        ("si-snri", 10.5, "tiny-mix", "test"),
+        ("sdri", 11.0, "tiny-mix", "test"),
+    ]
+    assert card.data.model_name == "tiny-spgm" and card.text.lstrip().startswith(
+        "# tiny-spgm: spgm-ap-s speech separation"
+    )
     wav, rate = sf.read(stage / publish.EXAMPLE_NAME)
     assert rate == 8000 and wav.ndim == 1 and 0 < np.abs(wav).max() <= 1
 
@@ -177,7 +138,7 @@ def test_refuses_without_token(run, tmp_path, monkeypatch, capsys):
 
 def test_refuses_without_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    make_run(run_dir, metas=())
+    make_run_folder(run_dir, metas=())
     with pytest.raises(PublishError, match="No checkpoint with a 'si-snr' meta"):
         publish.publish(run_dir, "me/m", dry_run=True)
     with pytest.raises(PublishError, match="no save/ folder"):
@@ -186,7 +147,7 @@ def test_refuses_without_checkpoint(tmp_path):
 
 def test_refuses_without_results(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    make_run(run_dir, results=None)
+    make_run_folder(run_dir, results=None)
     assert publish.main([str(run_dir), "--repo", "me/m", "--dry-run"]) == 1
     assert "test_results.csv not found" in capsys.readouterr().err
     (run_dir / "test_results.csv").write_text("snt_id,sdr,sdr_i,si-snr,si-snr_i\na,1,2,3,4\n")
@@ -218,7 +179,7 @@ def test_refuses_checkpoint_of_another_architecture(run):
 
 def test_needs_architecture_key(tmp_path):
     run_dir = tmp_path / "run"
-    make_run(run_dir, metas=(-1.0,), with_architecture_key=False)
+    make_run_folder(run_dir, metas=(-1.0,), with_architecture_key=False)
     with pytest.raises(PublishError, match="no 'architecture' key"):
         publish.publish(run_dir, "me/m", dry_run=True)
     out = publish.publish(run_dir, "me/m", dry_run=True, architecture="spgm-ap-s", log=lambda _: None)
@@ -247,6 +208,7 @@ def test_bad_repo_id(run):
         publish.publish(run[0], "no-slash", dry_run=True)
 
 
+@pytest.mark.slow
 def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path):
     """Train a tiny SPGM with the WSJ0Mix recipe (1 epoch) -> spgm-publish --dry-run -> from_hparams: same output."""
 
@@ -263,8 +225,7 @@ def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path)
     stage = tmp_path / "stage"
     assert publish.main([str(run_dir), "--repo", "me/tiny", "--dry-run", "--stage-dir", str(stage)]) == 0
     front = yaml.safe_load((stage / "README.md").read_text().split("---")[1])
-    with open(run_dir / "test_results.csv") as f:
-        avg = [row for row in csv.DictReader(f) if row["snt_id"] == "avg"][0]
+    avg = read_results_csv(run_dir / "test_results.csv").average
     metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"SI-SNRi": round(float(avg["si-snr_i"]), 2), "SDRi": round(float(avg["sdr_i"]), 2)}
     example, rate = sf.read(stage / publish.EXAMPLE_NAME)
@@ -283,7 +244,7 @@ def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path)
 def test_results_without_sdr_columns(tmp_path):
     """GASS-style results (SI-SNR columns only) publish with SI-SNRi alone."""
     run_dir = tmp_path / "run"
-    make_run(run_dir, metas=(-1.0,))
+    make_run_folder(run_dir, metas=(-1.0,))
     (run_dir / "test_results.csv").write_text(
         "snt_id,num_sources,categories,si-snr,si-snr_i,silent_energy_db\na,2,speech,5.0,7.0,-60\navg,,,5.0,7.0,-60\n"
     )

@@ -2,17 +2,20 @@
 
 import math
 
+import pytest
 import soundfile as sf
 
-from spgm_lobes.quickstart import main, make_corpus, read_results
+from spgm_lobes.metrics.results import read_results_csv
+from spgm_lobes.quickstart import main, make_corpus
 
 
+@pytest.mark.slow
 def test_quickstart_debug(tmp_path, capsys):
     # --minutes 0: the time budget ends training after the first of the two debug epochs
     result = main(["--output", str(tmp_path), "--debug", "--minutes", "0"])
     printed = capsys.readouterr().out
     assert "SI-SNRi" in printed and "SDRi" in printed and "Example separation" in printed
-    rows = read_results(tmp_path / "run" / "test_results.csv")
+    rows = read_results_csv(tmp_path / "run" / "test_results.csv").rows
     assert rows and all(math.isfinite(r["si-snr_i"]) and math.isfinite(r["sdr_i"]) for r in rows)
     assert math.isfinite(result["si_snr_i"])
     log = (tmp_path / "run" / "train_log.txt").read_text()

@@ -263,3 +263,21 @@ def test_static_shape_training_compiles_once(tmp_path, monkeypatch, static):
         assert compiles == [compiles[0]] * len(compiles)
     else:  # the counter does see the recompilations that varying lengths cause
         assert compiles[-1] > compiles[0]
+
+
+def test_test_files_are_written_by_the_main_process_only(brain, tmp_path, monkeypatch):
+    rows = [{"snt_id": "a", "si-snr": 1.0, "si-snr_i": 2.0}, {"snt_id": "b", "si-snr": 3.0, "si-snr_i": 4.0}]
+    monkeypatch.setattr("spgm_lobes.separation.if_main_process", lambda: False)
+    assert brain.write_test_results(rows) == {"si-snr": 2.0, "si-snr_i": 3.0}
+    assert not (tmp_path / "out" / "test_results.csv").exists()
+    monkeypatch.setattr("spgm_lobes.separation.if_main_process", lambda: True)
+    brain.write_test_results(rows)
+    assert (tmp_path / "out" / "test_results.csv").read_text().splitlines()[-1] == "avg,2.0,3.0"
+
+
+def test_subclasses_cannot_drop_the_main_process_guard():
+    with pytest.raises(TypeError, match="override test_result_tables instead"):
+
+        class Unguarded(SeparationBrain):
+            def write_test_results(self, rows):
+                return {}

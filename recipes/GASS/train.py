@@ -20,7 +20,6 @@ prepares the file lists, builds the mixers and swaps the loss and the test metri
 
 import csv
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from spgm_lobes.data.gass import GASSMixer, find_category_files, read_manifest, split_category_files
 from spgm_lobes.losses.log_mse import permutation_invariant_log_mse
 from spgm_lobes.metrics.gass import gass_scores, summarize_by_count
+from spgm_lobes.metrics.results import RESULTS_FILE
 from spgm_lobes.recipe import run_recipe
 from spgm_lobes.separation import SeparationBrain
 
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 RESULT_COLUMNS = ["snt_id", "num_sources", "categories", "si-snr", "si-snr_i", "silent_energy_db"]
 SUMMARY_COLUMNS = ["num_sources", "count", "si-snr", "si-snr_i", "silent_energy_db"]
+SUMMARY_FILE = "test_summary_by_count.csv"
 
 
 class GASSBrain(SeparationBrain):
@@ -58,31 +59,13 @@ class GASSBrain(SeparationBrain):
         """Source count and categories of a test mixture."""
         return {"num_sources": int(batch.num_sources[index]), "categories": batch.categories[index]}
 
-    def write_test_results(self, rows):
-        """Writes ``test_results.csv`` (per mixture, with an ``avg`` row) and ``test_summary_by_count.csv``;
-        returns the overall averages (NaNs — undefined values — ignored)."""
+    def test_result_tables(self, rows):
+        """``test_results.csv`` (per mixture, with an ``avg`` row) and ``test_summary_by_count.csv``, and the
+        overall averages (NaNs — undefined values — ignored)."""
         summary = summarize_by_count(rows)
-        folder = self.hparams.output_folder
-        with open(os.path.join(folder, "test_results.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(_formatted(r) for r in rows)
-            writer.writerow(_formatted({"snt_id": "avg", "num_sources": "all", "categories": "", **summary[-1]}))
-        path = os.path.join(folder, "test_summary_by_count.csv")
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(_formatted(r) for r in summary)
-        logger.info("Per-mixture results in %s, summary per source count in %s", folder, path)
-        return {k: summary[-1][k] for k in ("si-snr", "si-snr_i", "silent_energy_db")}
-
-
-def _formatted(row):
-    """Empty cells for undefined (NaN) values, 4 decimals otherwise."""
-    return {
-        k: ("" if isinstance(v, float) and math.isnan(v) else round(v, 4) if isinstance(v, float) else v)
-        for k, v in row.items()
-    }
+        average = {"snt_id": "avg", "num_sources": "all", "categories": "", **summary[-1]}
+        tables = {RESULTS_FILE: (RESULT_COLUMNS, rows + [average]), SUMMARY_FILE: (SUMMARY_COLUMNS, summary)}
+        return tables, {k: summary[-1][k] for k in ("si-snr", "si-snr_i", "silent_energy_db")}
 
 
 def _manifest_path(hparams, split):

@@ -9,7 +9,8 @@ the batch keys the :class:`~spgm_lobes.separation.SeparationBrain` expects.
 import csv
 
 import speechbrain as sb
-from speechbrain.dataio.dataio import read_audio
+
+from ..dsp.audio import read_audio
 
 
 def write_csv(path, rows):
@@ -48,7 +49,7 @@ def separation_dataset(csv_path, num_spks, with_noise=False, sort_by_duration=Fa
 
 def _reader(key):
     def read(path):
-        return read_audio(path)
+        return read_audio(path)[0]  # channels averaged, at the file's rate
 
     read.__name__ = f"read_{key}"
     return read

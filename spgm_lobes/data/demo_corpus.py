@@ -42,6 +42,8 @@ import soundfile as sf
 from scipy.signal import lfilter
 from tqdm import tqdm
 
+from ..dsp.audio import read_audio
+
 SAMPLE_RATE = 8000
 SPLITS = ("tr", "cv", "tt")
 SPEAKER_FOLDERS = {"tr": "si_tr_s", "cv": "si_dt_05", "tt": "si_et_05"}
@@ -434,7 +436,7 @@ def _write_mixtures(root, speaker_paths, n_mixtures, seed, progress):
 
     def load(path):
         if path not in cache:
-            cache[path], _ = sf.read(path, dtype="float64")
+            cache[path] = read_audio(path)[0].numpy().astype(np.float64)
         return cache[path]
 
     counts = {}
@@ -647,8 +649,6 @@ def build_librispeech_corpus(
     dict
         As ``generate_demo_corpus``.
     """
-    import torch
-    import torchaudio
 
     speakers = _librispeech_speakers(librispeech_root)
     ids = sorted(speakers, key=lambda s: (len(s), s))[: max_speakers or None]
@@ -663,14 +663,7 @@ def build_librispeech_corpus(
     for spk in tqdm(ids, desc="reading LibriSpeech", disable=not progress):
         utts = []
         for path in speakers[spk]:
-            try:
-                audio, rate = sf.read(path, dtype="float32", always_2d=True)
-            except RuntimeError as error:
-                raise RuntimeError(f"cannot read {path}: {error}") from error
-            wave = torch.from_numpy(audio.mean(axis=1))
-            if rate != SAMPLE_RATE:
-                wave = torchaudio.functional.resample(wave, rate, SAMPLE_RATE)
-            wave = wave.numpy().astype(np.float64)
+            wave = read_audio(path, SAMPLE_RATE)[0].numpy().astype(np.float64)
             for k, start in enumerate(range(0, len(wave), seg)):
                 piece = wave[start : start + seg]
                 if len(piece) < seg // 2 or _active_rms(piece) < 1e-4 or len(utts) >= max_segments_per_speaker:

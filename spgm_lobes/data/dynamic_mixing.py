@@ -12,9 +12,9 @@ import os
 from collections import defaultdict
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio
+
+from ..dsp.audio import read_audio
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
@@ -72,20 +72,6 @@ def scan_speaker_folders(root, extensions=AUDIO_EXTENSIONS):
     if not speakers:
         raise FileNotFoundError(f"No audio files ({', '.join(extensions)}) under speaker folders of {root!r}.")
     return dict(speakers)
-
-
-def read_mono(path, sample_rate, start=0, frames=-1):
-    """Reads ``path`` as a mono float32 tensor at ``sample_rate`` (resampled
-    with torchaudio when the file has another rate). Raises ``RuntimeError``
-    naming the file when it cannot be read."""
-    try:
-        audio, rate = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises several types
-        raise RuntimeError(f"Cannot read audio file {path!r}: {err}") from err
-    audio = torch.from_numpy(audio.mean(axis=1))
-    if rate != sample_rate:
-        audio = torchaudio.functional.resample(audio, rate, sample_rate)
-    return audio
 
 
 class SpeakerDrawingDataset(EpochSeededDataset):
@@ -149,7 +135,7 @@ class SpeakerMixingDataset(SpeakerDrawingDataset):
 
     Example
     -------
-    >>> import tempfile, os
+    >>> import tempfile, os, soundfile as sf
     >>> root = tempfile.mkdtemp()
     >>> for spk in "abc":
     ...     os.makedirs(os.path.join(root, spk))
@@ -182,7 +168,7 @@ class SpeakerMixingDataset(SpeakerDrawingDataset):
     def __getitem__(self, index):
         rng = self.rng(index)
         files = self.draw_speaker_files(rng)
-        sources = [read_mono(f, self.sample_rate) for f in files]
+        sources = [read_audio(f, self.sample_rate)[0] for f in files]
         length = min(len(s) for s in sources)
         if self.segment_samples:
             length = min(length, self.segment_samples)

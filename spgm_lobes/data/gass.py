@@ -45,10 +45,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio
 
+from ..dsp.audio import AudioReadError, audio_info, read_audio, resample
 from .dynamic_mixing import EpochSeededDataset
 
 logger = logging.getLogger(__name__)
@@ -272,17 +271,13 @@ class GASSMixer(EpochSeededDataset):
         self.max_retries = int(max_retries)
         self.name = name
         self._info_cache = {}
-        self._resamplers = {}
 
     def _frames_and_rate(self, path):
         if path not in self._info_cache:
-            try:
-                info = sf.info(str(path))
-            except Exception as error:  # soundfile raises several types for unreadable files
-                raise RuntimeError(f"Cannot read audio file {path}: {error}") from error
-            if info.frames == 0:
-                raise RuntimeError(f"Audio file {path} is empty.")
-            self._info_cache[path] = (info.frames, info.samplerate)
+            frames, rate = audio_info(path)
+            if frames == 0:
+                raise AudioReadError(f"{path}: the file holds no samples.")
+            self._info_cache[path] = (frames, rate)
         return self._info_cache[path]
 
     def _read_crop(self, path, length, rng, loop):
@@ -290,15 +285,10 @@ class GASSMixer(EpochSeededDataset):
         frames, rate = self._frames_and_rate(path)
         native = int(math.ceil(length * rate / self.sample_rate)) + 1
         start = int(rng.integers(0, frames - native + 1)) if frames > native else 0
-        audio, _ = sf.read(str(path), start=start, stop=min(frames, start + native), dtype="float32", always_2d=True)
-        audio = torch.from_numpy(audio.mean(axis=1))
+        audio, _ = read_audio(path, start=start, frames=min(frames, start + native) - start)
         if loop and audio.numel() < native:
             audio = audio.repeat(int(math.ceil(native / audio.numel())))[:native]
-        if rate != self.sample_rate:
-            if rate not in self._resamplers:  # building the filter costs more than applying it: keep one per rate
-                self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.sample_rate)
-            audio = self._resamplers[rate](audio)
-        return audio[:length]
+        return resample(audio, rate, self.sample_rate)[:length]
 
     def _draw_source(self, category, length, rng, loop):
         tried = []

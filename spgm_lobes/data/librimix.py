@@ -29,17 +29,20 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from tqdm import tqdm
 
 from spgm_lobes.data.csv_dataset import write_csv
-from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset, read_mono
+from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset
+from spgm_lobes.dsp.audio import audio_info, read_audio, resample
 from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
 
 SPLITS = ("train-360", "dev", "test")
 NOISE_FOLDERS = {"train-360": "tr", "train-100": "tr", "dev": "cv", "test": "tt"}
 MIX_TYPES = ("mix_clean", "mix_both")
 AUDIO_EXTENSIONS = (".flac", ".wav")
+WHAM_NOISE_CHANNEL = 0
+"""WHAM!'s noise has two channels; LibriMix takes the first one, on which its published noise gains are
+measured (:func:`spgm_lobes.dsp.audio.read_audio` averages channels everywhere else)."""
 
 
 @dataclass(frozen=True)
@@ -51,48 +54,6 @@ class Utterance:
     path: str
     frames: int
     sample_rate: int
-
-
-def read_audio(path, start=0, stop=None, dtype="float32"):
-    """Read a mono signal (first channel) with soundfile; errors name the file.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
-    >>> sf.write(path, np.zeros((800, 2)), 8000)
-    >>> signal, rate = read_audio(path)
-    >>> signal.shape, rate
-    ((800,), 8000)
-    """
-    try:
-        signal, rate = sf.read(str(path), start=start, stop=stop, dtype=dtype, always_2d=True)
-    except Exception as err:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
-        raise RuntimeError(f"Cannot read audio file {path}: {err}") from err
-    return signal[:, 0], rate
-
-
-def audio_info(path):
-    """``(frames, sample_rate)`` of an audio file; errors name the file."""
-    try:
-        info = sf.info(str(path))
-    except Exception as err:
-        raise RuntimeError(f"Cannot read audio file {path}: {err}") from err
-    return info.frames, info.samplerate
-
-
-def resample(signal, orig_rate, new_rate):
-    """Resample a 1-D numpy signal with torchaudio (no-op when the rates match).
-
-    Example
-    -------
-    >>> resample(np.zeros(16000, dtype=np.float32), 16000, 8000).shape
-    (8000,)
-    """
-    if orig_rate == new_rate:
-        return signal
-    out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(signal)), orig_rate, new_rate)
-    return out.numpy()
 
 
 def find_corpus_root(root):
@@ -218,12 +179,9 @@ def list_noises(wham_root, split):
 
 
 def read_noise(path, length, crossfade_seconds=1.0, rate=None):
-    """First channel of a noise file, resampled to ``rate`` and cut or extended to ``length``."""
-    noise, noise_rate = read_audio(path)
-    if rate is not None and noise_rate != rate:
-        noise = resample(noise, noise_rate, rate)
-        noise_rate = rate
-    return extend_noise(noise, length, crossfade=int(crossfade_seconds * noise_rate))
+    """First channel of a noise file (LibriMix's rule), resampled to ``rate`` and cut or extended to ``length``."""
+    noise, noise_rate = read_audio(path, sample_rate=rate, channel=WHAM_NOISE_CHANNEL)
+    return extend_noise(noise.numpy(), length, crossfade=int(crossfade_seconds * noise_rate))
 
 
 def metadata_columns(n_src, with_noise):
@@ -278,7 +236,7 @@ def _metadata_row(job):
         raise ValueError(f"Utterances {[u.path for u in group]} have different sample rates {rates}")
     rate = rates.pop()
     length = max(u.frames for u in group)
-    sources = [np.pad(read_audio(corpus / u.path)[0], (0, length - u.frames)) for u in group]
+    sources = [np.pad(read_audio(corpus / u.path)[0].numpy(), (0, length - u.frames)) for u in group]
     names = [str(corpus / u.path) for u in group]
     noise = None
     if noise_path is not None:
@@ -428,8 +386,8 @@ def build_mixture(row, n_src, librispeech_root, sample_rate, modes, wham_root=No
     corpus = find_corpus_root(librispeech_root)
     sources, rates = [], set()
     for i in range(n_src):
-        signal, rate = read_audio(corpus / row[f"source_{i + 1}_path"], dtype="float64")
-        sources.append(signal * float(row[f"source_{i + 1}_gain"]))
+        signal, rate = read_audio(corpus / row[f"source_{i + 1}_path"])
+        sources.append(signal.numpy().astype(np.float64) * float(row[f"source_{i + 1}_gain"]))
         rates.add(rate)
     if len(rates) != 1:
         raise ValueError(f"Sources of mixture {row['mixture_ID']} have different sample rates {rates}")
@@ -682,12 +640,13 @@ class LibriMixDynamicDataset(SpeakerDrawingDataset):
             if not self.noise_files:
                 raise FileNotFoundError(f"No WHAM! noise *.wav files in {noise_folder}")
 
-    def _window(self, path, length, rng):
+    def _window(self, path, length, rng, channel=None):
         """A random window of ``length`` output samples (whole file when shorter), resampled."""
         frames, rate = audio_info(path)
         native = frames if length is None else min(frames, int(np.ceil(length * rate / self.sample_rate)))
         start = int(rng.integers(0, frames - native + 1))
-        return read_mono(path, self.sample_rate, start=start, frames=native).numpy().astype(np.float64)
+        signal, _ = read_audio(path, self.sample_rate, start=start, frames=native, channel=channel)
+        return signal.numpy().astype(np.float64)
 
     def _draw(self, rng):
         files = self.draw_speaker_files(rng)
@@ -696,7 +655,8 @@ class LibriMixDynamicDataset(SpeakerDrawingDataset):
         noise = None
         if self.noise_files is not None:
             path = self.noise_files[rng.integers(len(self.noise_files))]
-            noise = extend_noise(self._window(path, length, rng), length, crossfade=self.sample_rate)
+            window = self._window(path, length, rng, channel=WHAM_NOISE_CHANNEL)
+            noise = extend_noise(window, length, crossfade=self.sample_rate)
             files.append(path)
         gains, _, _ = librimix_gains(sources, self.sample_rate, rng, noise=noise, names=files)
         return files, sources, noise, gains

@@ -7,14 +7,19 @@ The standard layout (as written by the wsj0-mix MATLAB scripts)::
 is turned into ``wsj_tr.csv``, ``wsj_cv.csv`` and ``wsj_tt.csv`` with the
 columns ``ID, duration, mix_wav, s1_wav, ...``, readable by
 :func:`spgm_lobes.data.csv_dataset.separation_dataset`.
+
+:func:`prepare_data` and :func:`build_datasets` are the data part of the WSJ0Mix recipe
+(``recipes/WSJ0Mix/separation/train.py``), kept in the package so that the quickstart runs the same
+recipe from an installed package.
 """
 
 import os
 
-import soundfile as sf
 from tqdm import tqdm
 
-from .csv_dataset import write_csv
+from ..dsp.audio import audio_info
+from .csv_dataset import separation_dataset, write_csv
+from .dynamic_mixing import SpeakerMixingDataset
 
 SPLITS = {"tr": "wsj_tr.csv", "cv": "wsj_cv.csv", "tt": "wsj_tt.csv"}
 
@@ -58,7 +63,8 @@ def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode
         rows = []
         for name in tqdm(sorted(names["mix"]), desc=f"wsj0-mix {split}", disable=len(names["mix"]) < 200):
             mix_path = os.path.join(root, split, "mix", name)
-            row = {"ID": os.path.splitext(name)[0], "duration": sf.info(mix_path).duration, "mix_wav": mix_path}
+            frames, rate = audio_info(mix_path)
+            row = {"ID": os.path.splitext(name)[0], "duration": frames / rate, "mix_wav": mix_path}
             for part in parts[1:]:
                 row[f"{part}_wav"] = os.path.join(root, split, part, name)
             rows.append(row)
@@ -83,3 +89,35 @@ def _check_matching(names, split_folder):
             problems.append(f"... and {extra} more missing in {os.path.join(split_folder, part)}")
     if problems:
         raise ValueError("Unmatched wsj0-mix files: " + "; ".join(problems))
+
+
+def prepare_data(hparams):
+    """The WSJ0Mix recipe's preparation: writes wsj_tr.csv, wsj_cv.csv and wsj_tt.csv into ``save_folder``."""
+    prepare_wsj0mix(
+        hparams["data_folder"],
+        hparams["save_folder"],
+        num_spks=hparams["num_spks"],
+        sample_rate=hparams["sample_rate"],
+        mode=hparams["mode"],
+        skip_prep=hparams["skip_prep"],
+    )
+
+
+def build_datasets(hparams):
+    """The WSJ0Mix recipe's datasets: train (static or dynamic mixing), valid and test."""
+    csv = {split: os.path.join(hparams["save_folder"], name) for split, name in SPLITS.items()}
+    num_spks = hparams["num_spks"]
+    if hparams["dynamic_mixing"]:
+        static = separation_dataset(csv["tr"], num_spks)
+        train = SpeakerMixingDataset(
+            hparams["base_folder_dm"],
+            num_spks=num_spks,
+            num_mixtures=hparams["dm_mixtures_per_epoch"] or len(static),
+            sample_rate=hparams["sample_rate"],
+            segment_samples=hparams["training_signal_len"] if hparams["limit_training_signal_len"] else None,
+            max_relative_db=hparams["dm_max_relative_db"],
+            seed=hparams["seed"],
+        )
+    else:
+        train = separation_dataset(csv["tr"], num_spks)
+    return train, separation_dataset(csv["cv"], num_spks), separation_dataset(csv["tt"], num_spks)

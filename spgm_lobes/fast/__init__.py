@@ -6,12 +6,20 @@
 * :func:`separate`: encoder + mask network + decoder over an input of any
   length in one pass, with memory linear in length.
 * :class:`FastDecoder`: SpeechBrain's ``Decoder`` as a matrix product and an
-  overlap-add (same parameters and function).
+  overlap-add (same parameters and function); :func:`encode_mask_decode`, the
+  one whole-input separation (encoder -> masks -> :func:`decode_sources`).
 * :class:`CompiledSeparator`: whole-input inference on a bfloat16 copy of a
   model, each dual-path block compiled (the fastest GPU inference).
 """
 
-from .decoder import FastDecoder, decode_sources, overlap_add_decode, unsupported_decoder_reason, use_fast_decoder
+from .decoder import (
+    FastDecoder,
+    decode_sources,
+    encode_mask_decode,
+    overlap_add_decode,
+    unsupported_decoder_reason,
+    use_fast_decoder,
+)
 from .layers import transformer_block_forward, unsupported_transformer_reason
 from .long import estimate_separate_memory, separate
 from .masknet import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
@@ -21,6 +29,7 @@ __all__ = [
     "CompiledSeparator",
     "FastDecoder",
     "decode_sources",
+    "encode_mask_decode",
     "overlap_add_decode",
     "unsupported_decoder_reason",
     "use_fast_decoder",

@@ -129,6 +129,25 @@ def decode_sources(decoder, mix_w, masks, length):
     return est[:, :length]
 
 
+def encode_mask_decode(modules, mix):
+    """Separates mixtures ``mix`` ``[B, T]`` with ``modules`` (``encoder``, ``masknet``, ``decoder``: SpeechBrain's
+    or the fast path's) over the whole input: encoder -> masks -> :func:`decode_sources`. Returns
+    ``[B, T, num_spks]`` estimates (trimmed / zero-padded to ``T``), as ``SepformerSeparation.separate_batch``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.dual_path import Encoder, Decoder, Dual_Path_Model, SBTransformerBlock
+    >>> from spgm_lobes.models import SPGMBlock
+    >>> intra, inter = SBTransformerBlock(1, 16, 2, d_ffn=32), SPGMBlock(16, chunk_size=10)
+    >>> masknet = Dual_Path_Model(16, 16, intra, inter, K=10, linear_layer_after_inter_intra=False)
+    >>> modules = {"encoder": Encoder(16, 16), "masknet": masknet, "decoder": Decoder(16, 1, 16, stride=8)}
+    >>> encode_mask_decode(modules, torch.randn(2, 805)).shape
+    torch.Size([2, 805, 2])
+    """
+    mix_w = modules["encoder"](mix)
+    return decode_sources(modules["decoder"], mix_w, modules["masknet"](mix_w), mix.shape[1])
+
+
 def use_fast_decoder(modules, enabled=True):
     """Returns a copy of the ``modules`` dict whose ``"decoder"`` is a
     :class:`FastDecoder` over the same parameters (left as it is when

@@ -7,8 +7,12 @@ mir_eval 0.8) to about 0.01 dB. Both are computed on the valid samples of one
 utterance, so results do not depend on batching.
 """
 
+import itertools
+
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from torchmetrics.functional.audio import permutation_invariant_training, signal_distortion_ratio
+
+from ..losses.si_snr import pairwise_neg_si_snr, permutation_min
 
 METRIC_COLUMNS = ("sdr", "sdr_i", "si-snr", "si-snr_i")
 
@@ -24,6 +28,25 @@ def si_snr_pit(est, refs):
     True
     """
     return -get_si_snr_with_pitwrapper(refs.unsqueeze(0).float(), est.unsqueeze(0).float()).item()
+
+
+def si_snr_per_source(est, refs):
+    """SI-SNR (dB) of each source under the best permutation (the one :func:`si_snr_pit` averages), and that
+    permutation: estimates ``[T, C]``, references ``[T, C]`` -> (``[C]`` list of floats, ``order``) where
+    ``est[:, order[i]]`` is matched to ``refs[:, i]``.
+
+    Example
+    -------
+    >>> refs = torch.randn(800, 2)
+    >>> est = refs.flip(-1) + torch.stack([0.01 * torch.randn(800), 0.1 * torch.randn(800)], -1)
+    >>> scores, order = si_snr_per_source(est, refs)
+    >>> order, scores[0] < scores[1], abs(sum(scores) / 2 - si_snr_pit(est, refs)) < 1e-3
+    ((1, 0), True, True)
+    """
+    pairs = -pairwise_neg_si_snr(est[None].float(), refs[None].float())[0]  # [reference, estimate]
+    _, index = permutation_min(-pairs[None])
+    order = list(itertools.permutations(range(pairs.shape[0])))[int(index)]
+    return [float(pairs[i, j]) for i, j in enumerate(order)], order
 
 
 def sdr_bss_eval(est, refs):

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.recipe import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gass_finetune.py"
@@ -31,6 +33,7 @@ def _fake_librispeech(root, speakers=5, utterances=2):
     return root
 
 
+@pytest.mark.slow
 def test_quick_mode_runs_and_reports(tmp_path, capsys):
     bench = _load_bench()
     speech = _fake_librispeech(tmp_path / "speech")
@@ -43,11 +46,19 @@ def test_quick_mode_runs_and_reports(tmp_path, capsys):
     assert np.isfinite(scores).all()
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["finetuned"]["si_snri"] == results["finetuned"]["si_snri"]
-    assert sorted(p.name for p in (tmp_path / "out" / "gass_ckpt").iterdir()) == [
-        "decoder.ckpt",
-        "encoder.ckpt",
-        "masknet.ckpt",
-    ]
+    checkpoint = Path(results["pretrain"]["checkpoint"])
+    assert checkpoint.parent == tmp_path / "out" / "pretrain" / "save"
+    assert {"decoder.ckpt", "encoder.ckpt", "masknet.ckpt"} <= {p.name for p in checkpoint.iterdir()}
+    # each run is a recipe run: its test stage wrote test_results.csv, where the reported SI-SNRi comes from
+    for name in ("pretrain", "finetuned", "scratch"):
+        average = read_results_csv(tmp_path / "out" / name / "test_results.csv").average
+        expected = results[name]["si_snri"]
+        assert average["si-snr_i"] == expected
+    # fine-tuning started from the GASS checkpoint (SpeechBrain's Pretrainer collected it), scratch did not
+    assert (tmp_path / "out" / "finetuned" / "save" / "gass_pretrained" / "masknet.ckpt").resolve().parent == checkpoint
+    assert (tmp_path / "out" / "scratch" / "save" / "gass_pretrained" / "masknet.ckpt").resolve().parent.name == (
+        "scratch_init"
+    )
     assert len(list((tmp_path / "out" / "synthetic" / "music").glob("*.wav"))) == 8
 
 

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_end_to_end(tmp_path):
     bench = load_script(REPO_ROOT / "bench" / "librimix_mini.py", "librimix_mini")
     out = tmp_path / "out"

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from spgm_lobes.recipe import load_script
@@ -16,6 +17,7 @@ def _load_bench():
     return module
 
 
+@pytest.mark.slow
 def test_quick_run_reports_time_and_peak_rss(tmp_path, capsys):
     bench = _load_bench()
     assert bench.main(["--quick", "--workdir", str(tmp_path)]) == 0
@@ -25,6 +27,7 @@ def test_quick_run_reports_time_and_peak_rss(tmp_path, capsys):
     assert written == ["mixture_3s_source1.wav", "mixture_3s_source2.wav"]
 
 
+@pytest.mark.slow
 def test_given_mixture_and_plain_modules(tmp_path, capsys):
     sf.write(tmp_path / "m.wav", 0.1 * np.random.default_rng(0).standard_normal(4000), 8000)
     bench = _load_bench()

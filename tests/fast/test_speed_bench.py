@@ -10,6 +10,8 @@ from spgm_lobes.recipe import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
 
+pytestmark = pytest.mark.slow  # runs bench/speed.py
+
 
 @pytest.fixture
 def speed(monkeypatch):

@@ -1,13 +1,18 @@
 """End-to-end --debug run of recipes/GASS/train.py on generated category folders (tiny model, CPU)."""
 
 import csv
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from csv_writes import run_two_process_ddp
 
+from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.recipe import load_script
+from spgm_lobes.testing import REPO_ROOT
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "GASS"
 TINY_ARCH = "{num_spks: 4, N_encoder_out: 16, out_channels: 16, nhead: 2, d_ffn: 32, intra_layers: 1, chunk_size: 10}"
@@ -66,6 +71,7 @@ def _read(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_debug_run_writes_split_lists_checkpoints_and_results(debug_run):
     root, brain = debug_run
     out = root / "out"
@@ -75,22 +81,23 @@ def test_debug_run_writes_split_lists_checkpoints_and_results(debug_run):
     assert not {r["path"] for r in lists["train"]} & {r["path"] for r in lists["test"]}
     # --debug checkpoints to a temporary folder (SpeechBrain), with the recoverables the fine-tuning loads
     assert list(Path(brain.checkpointer.checkpoints_dir).glob("CKPT+*/masknet.ckpt"))
-    rows = _read(out / "test_results.csv")
-    assert rows[-1]["snt_id"] == "avg"
-    per_mixture = rows[:-1]
+    results = read_results_csv(out / "test_results.csv")
+    assert results.average["num_sources"] == "all"
+    per_mixture = results.rows
     assert len(per_mixture) == 2  # --debug: 2 test batches of 1 mixture
     for row in per_mixture:
         count = int(row["num_sources"])
         assert 1 <= count <= 4 and len(row["categories"].split("+")) == count
-        assert float(row["si-snr"]) == float(row["si-snr"])
-        assert (row["si-snr_i"] == "") == (count == 1)  # undefined for a single source
-        assert (row["silent_energy_db"] == "") == (count == 4)  # no silent reference with 4 sources
+        assert math.isfinite(row["si-snr"])
+        assert math.isnan(row["si-snr_i"]) == (count == 1)  # undefined (an empty cell) for a single source
+        assert math.isnan(row["silent_energy_db"]) == (count == 4)  # no silent reference with 4 sources
 
 
+@pytest.mark.slow
 def test_summary_by_count(debug_run):
     root, _ = debug_run
-    rows = _read(root / "out" / "test_results.csv")[:-1]
-    summary = _read(root / "out" / "test_summary_by_count.csv")
+    rows = read_results_csv(root / "out" / "test_results.csv").rows
+    summary = read_results_csv(root / "out" / "test_summary_by_count.csv").rows
     assert summary[-1]["num_sources"] == "all" and int(summary[-1]["count"]) == len(rows)
     counts = sorted({int(r["num_sources"]) for r in rows})
     assert [int(s["num_sources"]) for s in summary[:-1]] == counts
@@ -99,6 +106,7 @@ def test_summary_by_count(debug_run):
         assert float(entry["si-snr"]) == pytest.approx(np.mean(group), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_gass_loss_is_used(debug_run):
     import torch
 
@@ -126,6 +134,7 @@ def test_hparams_build_four_output_models(name, tmp_path):
     assert hparams["threshold_byloss"] is False
 
 
+@pytest.mark.slow
 def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus, tmp_path):
     import torch
 
@@ -154,6 +163,21 @@ def test_finetune_wsj0_2mix_loads_the_gass_checkpoint(debug_run, wsj0mix_corpus,
             torch.testing.assert_close(value, gass["masknet"][name])
     torch.testing.assert_close(brain.modules.encoder.state_dict(), gass["encoder"])
     assert (tmp_path / "finetune" / "test_results.csv").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_write_each_csv_once(tmp_path):
+    """Under DDP every process runs the test stage; only the main one writes the result files (and the file lists)."""
+    data = _write_category_folders(tmp_path / "data")
+    out = tmp_path / "out"
+    args = [a for a in _debug_args(data, out) if a != "--debug"]
+    args += ["--N_epochs", "1", "--train_mixtures", "4", "--valid_mixtures", "2", "--test_mixtures", "2"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    writes = run_two_process_ddp(RECIPE / "train.py", args, out, tmp_path / "writes", tmp_path, env)
+    results, summary = str(out / "test_results.csv"), str(out / "test_summary_by_count.csv")
+    assert writes[results] == 1 and writes[summary] == 1, writes
+    assert set(writes.values()) == {1}, writes  # gass_{train,valid,test}.csv too
+    assert len(read_results_csv(results).rows) == 2
 
 
 def test_prepare_data_from_manifest(tmp_path):

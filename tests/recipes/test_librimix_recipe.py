@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 
 from spgm_lobes.data.librimix import create_librimix, generate_metadata, write_toy_librispeech
+from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
 from spgm_lobes.recipe import load_script
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
@@ -45,11 +46,11 @@ def _run(hparams, root, out, *extra):
     argv += ["--arch", TINY_ARCH, *extra]
     recipe = _load_recipe()
     recipe.run_recipe(argv, recipe.prepare_data, recipe.build_datasets)
-    with open(out / "test_results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows
+    results = read_results_csv(out / RESULTS_FILE)
+    return results.rows + [results.average]
 
 
+@pytest.mark.slow
 def test_recipe_static_clean(libri2mix, tmp_path):
     root, _, _ = libri2mix
     rows = _run("spgm.yaml", root, tmp_path / "exp")
@@ -59,6 +60,7 @@ def test_recipe_static_clean(libri2mix, tmp_path):
     assert (tmp_path / "exp" / "save" / "libri2mix_train-360.csv").is_file()
 
 
+@pytest.mark.slow
 def test_recipe_dynamic_mixing_with_noise(libri2mix, tmp_path):
     root, corpus, wham = libri2mix
     rows = _run(

@@ -1,6 +1,5 @@
 """End-to-end tests of recipes/WSJ0Mix/separation/train.py on a generated wsj0-mix folder."""
 
-import csv
 import math
 import os
 import shutil
@@ -10,12 +9,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from csv_writes import run_two_process_ddp
 
 from spgm_lobes.checkpoints import checkpoint_problem
+from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
+pytestmark = pytest.mark.slow  # end-to-end recipe runs, kill/resume, DDP
+
 RECIPE_DIR = REPO_ROOT / "recipes" / "WSJ0Mix" / "separation"
+# the recipe runs in child processes: they import this checkout's spgm_lobes, not another installed one
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def train_cmd(data, out, *extra, hparams="hparams/spgm.yaml"):
@@ -26,14 +32,15 @@ def train_cmd(data, out, *extra, hparams="hparams/spgm.yaml"):
 
 
 def run(cmd, timeout=300):
-    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=timeout, env=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 def read_results(out):
-    with open(Path(out) / "test_results.csv") as f:
-        return list(csv.DictReader(f))
+    """The rows of test_results.csv, its ``avg`` row last."""
+    results = read_results_csv(Path(out) / RESULTS_FILE)
+    return results.rows + [results.average]
 
 
 def test_debug_run_writes_finite_results(wsj0mix_corpus, tmp_path):
@@ -67,7 +74,7 @@ def test_killed_run_resumes_with_its_epoch_and_learning_rate(wsj0mix_corpus, tmp
     out = tmp_path / "out"
     # lr 1e-3 and patience 1 make the schedule move; the resumed run asks for another lr on purpose.
     first = train_cmd(wsj0mix_corpus, out, "--N_epochs", "50", "--lr", "0.001", "--lr_patience", "1")
-    proc = subprocess.Popen(first, cwd=RECIPE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(first, cwd=RECIPE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -114,13 +121,11 @@ def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resu
 
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531"]
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
     # run two real (tiny) epochs instead.
-    cmd += train_cmd(wsj0mix_corpus, out, "--N_epochs", "2", "--distributed_backend", "gloo")[1:]
-    proc = subprocess.run(cmd, cwd=RECIPE_DIR, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    script, *args = train_cmd(wsj0mix_corpus, out, "--N_epochs", "2")[1:]
+    writes = run_two_process_ddp(script, args, out, tmp_path / "writes", RECIPE_DIR, ENV)
+    assert writes[str(out / "test_results.csv")] == 1 and set(writes.values()) == {1}, writes
     rows = read_results(out)
     assert rows[-1]["snt_id"] == "avg"
     ids = [r["snt_id"] for r in rows[:-1]]

@@ -1,0 +1,55 @@
+"""Runs a script and records which CSV files this process opened for writing (for the DDP tests).
+
+    python csv_writes.py <record_prefix> <watched_folder> <script> [script arguments...]
+
+A Python audit hook sees every ``open`` for writing, whatever code does it; at exit the CSV files under
+``<watched_folder>`` that were opened are written to ``<record_prefix>.<RANK>``, one path a line.
+"""
+
+import atexit
+import collections
+import os
+import runpy
+import subprocess
+import sys
+
+
+def main(argv):
+    record, watched, script = argv[0], os.path.realpath(argv[1]), argv[2]
+    writes = []
+
+    def hook(event, args):
+        if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        mode, flags = args[1], args[2]
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR))
+        path = os.path.realpath(os.fsdecode(args[0]))
+        if writing and path.endswith(".csv") and path.startswith(watched + os.sep):
+            writes.append(path)
+
+    def save():
+        with open(f"{record}.{os.environ.get('RANK', '0')}", "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{path}\n" for path in writes))
+
+    sys.addaudithook(hook)
+    atexit.register(save)
+    sys.argv = [script, *argv[3:]]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    runpy.run_path(script, run_name="__main__")
+
+
+def run_two_process_ddp(script, args, watched, record, cwd, env):
+    """Runs ``script args`` in 2 CPU processes (torchrun, gloo, a free port); returns how many times the processes
+    opened each CSV file under ``watched`` for writing (path -> count). Fails with the output when a process fails."""
+    from spgm_lobes.testing import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    cmd += [__file__, str(record), str(watched), str(script), *args, "--distributed_backend", "gloo"]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(env, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [f"{record}.{rank}" for rank in (0, 1)]
+    return collections.Counter(line for path in records for line in open(path, encoding="utf-8").read().split())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
