@@ -38,6 +38,7 @@ setup(
         "soundfile>=0.12",
         "pyloudnorm>=0.1.1",
         "huggingface_hub>=0.23",
+        "safetensors>=0.4",
         "torchmetrics>=1.0",
         "numpy>=1.24",
         "scipy>=1.10",
@@ -49,6 +50,7 @@ setup(
         "console_scripts": [
             "spgm-separate=spgm_lobes.inference:main",
             "spgm-publish=spgm_lobes.publish:main",
+            "spgm-import=spgm_lobes.pretrained:main",
             "spgm-quickstart=spgm_lobes.quickstart:console_main",
         ],
     },

@@ -11,10 +11,12 @@ Command line::
 
     spgm-separate mix1.wav mix2.flac --model <folder|user/repo> --out separated/ [--rate input] [--plain] [--bf16]
 
-writes ``separated/mix1_source1.wav``, ``separated/mix1_source2.wav``, ...
+writes ``separated/mix1_source1.wav``, ``separated/mix1_source2.wav``, ... ``--model`` also takes the SPGM
+authors' Hub models (``--model yipjiaqi/spgm-base``), imported once (:mod:`spgm_lobes.pretrained`).
 """
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from .fast import CompiledSeparator, encode_mask_decode, unsupported_masknet_rea
 from .fast import separate as fast_separate
 
 OUTPUT_RATES = ("model", "input")
+
+logger = logging.getLogger(__name__)
 
 
 def separate_sources(modules, mix, num_spks, fast=True, dtype=None):
@@ -98,6 +102,34 @@ class SPGMSeparation(SepformerSeparation):
     """
 
     HPARAMS_NEEDED = ["num_spks", "sample_rate"]
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None, downloader=None, **kwargs):
+        """Loads a separator like SpeechBrain's ``from_hparams``, from any layout of
+        :mod:`spgm_lobes.pretrained`.
+
+        A SpeechBrain folder or repo (inference card + ``.ckpt`` files) loads as usual. The SPGM
+        authors' Hub models (``yipjiaqi/spgm-base``, ``yipjiaqi/spgm-opt``: ``config.json`` +
+        ``model.safetensors``) and bare checkpoint folders are imported once into ``savedir``
+        (default ``pretrained_models/<user>--<name>``), checked, then loaded from there.
+
+        Arguments
+        ---------
+        source : str or Path
+            A local folder or a Hub repo id.
+        hparams_file : str
+            Name of the inference card in a SpeechBrain source.
+        savedir : str or Path, optional
+            Where files are collected (and imports written).
+        downloader : callable, optional
+            Hub download function, see :func:`spgm_lobes.pretrained.import_model`.
+        **kwargs
+            Passed to SpeechBrain's ``from_hparams`` (``run_opts``, ...) and the constructor.
+        """
+        from .pretrained import prepare_source
+
+        source, savedir = prepare_source(source, savedir, hparams_file, downloader, log=logger.info)
+        return super().from_hparams(source, hparams_file=hparams_file, savedir=savedir, **kwargs)
 
     def __init__(
         self, *args, use_fast_path=None, fast_dtype=None, compile_fast_path=False, cuda_graphs=False, **kwargs
@@ -310,10 +342,12 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
     Arguments
     ---------
     source : str or Path
-        A folder with ``hyperparams.yaml`` and the three ``.ckpt`` files, or ``user/repo``.
+        A folder or ``user/repo`` in any layout of :mod:`spgm_lobes.pretrained`: ``hyperparams.yaml``
+        and the three ``.ckpt`` files, the SPGM authors' ``config.json`` + ``model.safetensors``, or
+        the three ``.ckpt`` files alone (imported once into ``savedir``).
     savedir : str or Path, optional
-        Where ``from_hparams`` collects the files (default: a folder under the model's
-        folder for local models, ``pretrained_models/<repo>`` for Hub repos).
+        Where ``from_hparams`` collects the files (default: none for local SpeechBrain folders,
+        ``pretrained_models/<user>--<name>`` for Hub repos and imports).
     device : str
         Torch device to run on.
     use_fast_path : bool
@@ -324,16 +358,17 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
         With ``fast_dtype``: compile the dual-path blocks of the whole-input path
         (GPU; each new input length compiles once, about 10 s).
     """
+    from .pretrained import PretrainedFormatError, detect_layout, is_hub_repo_id
+
     source = str(source)
     local = Path(source)
     if local.exists():
-        if not (local / "hyperparams.yaml").is_file():
-            raise ModelLoadError(f"Model folder {local} has no hyperparams.yaml.")
-        missing = [f"{m}.ckpt" for m in SPGMSeparation.MODULES_NEEDED if not (local / f"{m}.ckpt").is_file()]
-        if missing:
-            raise ModelLoadError(f"Model folder {local} lacks {', '.join(missing)}.")
+        try:
+            detect_layout(local)
+        except PretrainedFormatError as e:
+            raise ModelLoadError(str(e)) from e
         source = str(local.resolve())
-    elif source.count("/") != 1 or source.startswith((".", "/")):
+    elif not is_hub_repo_id(source):
         raise ModelLoadError(f"Model {source!r} is neither an existing folder nor a Hub repo id (user/name).")
     if savedir is None:
         savedir = Path("pretrained_models") / source.replace("/", "--") if not local.exists() else None
@@ -361,7 +396,9 @@ def main(argv=None):
         prog="spgm-separate", description="Separate the sources of mixtures with an spgm-lobes model."
     )
     parser.add_argument("mixtures", nargs="+", help="audio files (any rate, any channel count, any length)")
-    parser.add_argument("--model", required=True, help="folder with hyperparams.yaml + .ckpt files, or user/repo")
+    parser.add_argument(
+        "--model", required=True, help="model folder or user/repo (SpeechBrain, spgm-publish or SPGM authors' layout)"
+    )
     parser.add_argument("--out", required=True, help="output folder for <name>_source<i>.wav")
     parser.add_argument("--rate", choices=OUTPUT_RATES, default="model", help="write at the model or input rate")
     parser.add_argument("--savedir", default=None, help="where downloaded model files are kept")

@@ -30,11 +30,13 @@ from speechbrain.utils.distributed import run_on_main
 
 from .architectures import regime_path
 from .fast import use_fast_decoder, use_fast_masknet
+from .finetune import init_from, split_init_from
 from .separation import SeparationBrain
 
 
 def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     """Runs a separation recipe; returns the Brain after testing."""
+    argv, init_source = split_init_from(argv)
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = apply_regime(overrides)
     with open(hparams_file, encoding="utf-8") as fin:
@@ -52,6 +54,7 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     if "pretrainer" in hparams:
         run_on_main(hparams["pretrainer"].collect_files)
         hparams["pretrainer"].load_collected()
+    init_from(hparams, init_source)  # --init_from <folder|repo>: start from a pretrained model
 
     # The fast path (mask network and decoder) computes the same function on the same parameters
     # (checkpoints are identical); use_fast_path: False runs the plain SpeechBrain modules.

@@ -159,3 +159,156 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+TINY_SPGM_CONFIG = {
+    "model_type": "spgm",
+    "sample_rate": 8000,
+    "config_name": "spgm-tiny",
+    "encoder_kernel_size": 16,
+    "encoder_in_nchannels": 1,
+    "encoder_out_nchannels": 16,
+    "masknet_chunksize": 10,
+    "masknet_numlayers": 2,
+    "masknet_norm": "ln",
+    "masknet_useextralinearlayer": False,
+    "masknet_extraskipconnection": True,
+    "masknet_numspks": 2,
+    "intra_numlayers": 1,
+    "intra_nhead": 2,
+    "intra_dffn": 32,
+    "intra_dropout": 0,
+    "intra_use_positional": True,
+    "intra_norm_before": True,
+    "spgm_block_pool": "att",
+    "spgm_block_att_h": None,
+    "spgm_block_att_dropout": 0,
+}
+"""A config in the SPGM authors' ``config.json`` format (``spgm_standalone``'s ``SPGMWrapper``), tiny."""
+
+
+def authors_layout_modules(config, seed=0):
+    """``encoder``, ``masknet``, ``decoder`` built from the SPGM authors' config dict the way their
+    ``SPGMWrapper`` builds them (SpeechBrain's dual-path lobes + :class:`spgm_lobes.SPGMBlock`,
+    whose parameter names are the published ones), with every parameter perturbed so that no
+    tensor keeps its initial value. Independent of :mod:`spgm_lobes.pretrained`: it makes the
+    fixtures that module is tested on."""
+    from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder, SBTransformerBlock
+
+    from .models import SPGMBlock
+
+    torch.manual_seed(seed)
+    width, kernel = config["encoder_out_nchannels"], config["encoder_kernel_size"]
+    encoder = Encoder(kernel_size=kernel, out_channels=width, in_channels=config["encoder_in_nchannels"])
+    intra = SBTransformerBlock(
+        num_layers=config["intra_numlayers"],
+        d_model=width,
+        nhead=config["intra_nhead"],
+        d_ffn=config["intra_dffn"],
+        dropout=config["intra_dropout"],
+        use_positional_encoding=config["intra_use_positional"],
+        norm_before=config["intra_norm_before"],
+    )
+    inter = SPGMBlock(
+        width,
+        pool=config["spgm_block_pool"],
+        chunk_size=config["masknet_chunksize"],
+        att_h=config["spgm_block_att_h"],
+        att_dropout=config["spgm_block_att_dropout"],
+    )
+    masknet = Dual_Path_Model(
+        in_channels=width,
+        out_channels=width,
+        intra_model=intra,
+        inter_model=inter,
+        num_layers=config["masknet_numlayers"],
+        norm=config["masknet_norm"],
+        K=config["masknet_chunksize"],
+        num_spks=config["masknet_numspks"],
+        skip_around_intra=config["masknet_extraskipconnection"],
+        linear_layer_after_inter_intra=config["masknet_useextralinearlayer"],
+    )
+    channels = config["encoder_in_nchannels"]
+    decoder = Decoder(in_channels=width, out_channels=channels, kernel_size=kernel, stride=kernel // 2, bias=False)
+    modules = {"encoder": encoder, "masknet": masknet, "decoder": decoder}
+    with torch.no_grad():
+        for module in modules.values():
+            for p in module.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return modules
+
+
+def write_hub_mixin_folder(folder, config, weights="safetensors", config_under_key=False, seed=0):
+    """Writes a folder in the layout of the SPGM authors' Hub models (``yipjiaqi/spgm-base``):
+    ``config.json`` and ``model.safetensors`` written by huggingface_hub's ``PyTorchModelHubMixin``
+    (keys prefixed ``encoder.``, ``masknet.``, ``decoder.``).
+
+    Arguments
+    ---------
+    folder : str or Path
+    config : dict
+        The authors' config dict (see :data:`TINY_SPGM_CONFIG`).
+    weights : "safetensors" or "bin"
+        ``"bin"`` replaces ``model.safetensors`` with ``pytorch_model.bin`` (older huggingface_hub).
+    config_under_key : bool
+        Write ``config.json`` as ``{"config": {...}}``.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    import json
+
+    from huggingface_hub import PyTorchModelHubMixin
+
+    class SPGMWrapperLayout(torch.nn.Module, PyTorchModelHubMixin):
+        def __init__(self, config: dict):
+            super().__init__()
+            for name, module in authors_layout_modules(config, seed).items():
+                setattr(self, name, module)
+
+    folder = Path(folder)
+    model = SPGMWrapperLayout(config)
+    model.save_pretrained(folder, config=config)
+    if config_under_key:
+        (folder / "config.json").write_text(json.dumps({"config": config}, indent=2))
+    if weights == "bin":
+        (folder / "model.safetensors").unlink()
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def local_snapshot(root):
+    """A stand-in for :func:`spgm_lobes.pretrained.hub_snapshot` that serves ``<root>/<user>/<name>``
+    folders as Hub repos: it copies the files matching ``allow_patterns`` into a snapshot folder,
+    like ``snapshot_download``, and records each request in ``calls``.
+
+    Example
+    -------
+    >>> root = getfixture("tmp_path")
+    >>> (root / "user" / "model").mkdir(parents=True)
+    >>> _ = (root / "user" / "model" / "config.json").write_text("{}")
+    >>> download = local_snapshot(root)
+    >>> sorted(p.name for p in Path(download("user/model", ["*.json"])).iterdir()), download.calls
+    (['config.json'], [('user/model', ('*.json',))])
+    """
+    import fnmatch
+    import shutil
+
+    root = Path(root)
+
+    def download(repo_id, allow_patterns, revision=None):
+        repo = root / repo_id
+        if not repo.is_dir():
+            raise FileNotFoundError(f"Repository {repo_id!r} not found under {root}.")
+        download.calls.append((repo_id, tuple(allow_patterns)))
+        snapshot = root / ".snapshots" / repo_id.replace("/", "--")
+        snapshot.mkdir(parents=True, exist_ok=True)
+        for path in repo.iterdir():
+            if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in allow_patterns):
+                shutil.copyfile(path, snapshot / path.name)
+        return str(snapshot)
+
+    download.calls = []
+    return download
