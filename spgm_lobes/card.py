@@ -98,3 +98,50 @@ def inference_card(architecture_file, arch_overrides=None, sample_rate=8000, num
     flat = re.sub(r":\n\n+", ":\n", _COMMENT_LINE.sub("", flat))
     header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
     return header + flat
+
+
+def from_hparams_separations(folder, reference_modules, mix):
+    """What a user of a model folder gets, next to what its source weights give.
+
+    Loads ``folder`` with plain SpeechBrain (``SepformerSeparation.from_hparams``, on the CPU,
+    into a throw-away savedir) and separates ``mix`` ``[B, T]`` with it and with
+    ``reference_modules`` (``encoder`` -> ``masknet`` -> ``decoder``). ``spgm-publish`` and
+    ``spgm-import`` check their folders with it. An error while loading propagates.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        The folder's and the reference's estimates ``[B, T', C]``, cut to a common length.
+
+    Example
+    -------
+    >>> from spgm_lobes.testing import TINY_ARCH_OVERRIDES
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from spgm_lobes.architectures import architecture_path
+    >>> card = inference_card(architecture_path("spgm-ap-s"), TINY_ARCH_OVERRIDES)
+    >>> modules = load_hyperpyyaml(card)["modules"]
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "hyperparams.yaml").write_text(card)
+    >>> for name, module in modules.items():
+    ...     torch.save(module.state_dict(), folder / f"{name}.ckpt")
+    >>> loaded, reference = from_hparams_separations(folder, modules, torch.randn(1, 800))
+    >>> loaded.shape, torch.allclose(loaded, reference)
+    (torch.Size([1, 800, 2]), True)
+    """
+    import tempfile
+
+    import torch
+    from speechbrain.inference.separation import SepformerSeparation
+
+    from .fast import encode_mask_decode
+
+    with tempfile.TemporaryDirectory(prefix="spgm-check-") as savedir:
+        loaded = SepformerSeparation.from_hparams(
+            source=str(Path(folder).resolve()), savedir=savedir, run_opts={"device": "cpu"}
+        )
+        with torch.no_grad():
+            est = loaded.separate_batch(mix)
+    with torch.no_grad():
+        ref = encode_mask_decode(reference_modules, mix)
+    n = min(ref.shape[1], est.shape[1])
+    return est[:, :n], ref[:, :n]

@@ -49,9 +49,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, snapshot_downl
 from hyperpyyaml import load_hyperpyyaml
 
 from .architectures import ARCHITECTURES, architecture_path
-from .card import architecture_keys, inference_card
+from .card import architecture_keys, from_hparams_separations, inference_card
 from .models import AttentivePooling, AveragePooling, LastElementPooling, MaxPooling, SPGMBlock
 from .models.identity import IdentityInterBlock
+from .publish import synthetic_mixture
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 CKPT_FILES = tuple(f"{name}.ckpt" for name in MODULE_NAMES)
@@ -796,19 +797,16 @@ def reference_modules(source):
     return modules
 
 
-def check_mixture(sample_rate, seconds=VERIFY_SECONDS, seed=0):
-    """A reproducible two-voice test mixture ``[1, time]`` (synthetic harmonic voices).
+def check_mixture(sample_rate, seconds=VERIFY_SECONDS):
+    """The reproducible two-voice test mixture ``[1, time]`` of the check (``spgm-publish``'s
+    synthetic example mixture).
 
     Example
     -------
     >>> check_mixture(8000).shape
     torch.Size([1, 8000])
     """
-    from .testing import speech_or_synthetic_sources
-
-    samples = int(round(seconds * sample_rate))
-    voices = speech_or_synthetic_sources(2, samples, None, np.random.default_rng(seed))
-    return torch.from_numpy(np.asarray(voices[0] + voices[1], dtype="float32")).unsqueeze(0)
+    return torch.from_numpy(synthetic_mixture(sample_rate, seconds)).unsqueeze(0)
 
 
 def relative_difference(estimate, reference):
@@ -823,7 +821,7 @@ def relative_difference(estimate, reference):
     return float(torch.linalg.vector_norm((estimate - reference).double())) / max(scale, 1e-30)
 
 
-def verify_import(folder, reference, num_spks, sample_rate):
+def verify_import(folder, reference, sample_rate):
     """Loads ``folder`` with SpeechBrain's ``SepformerSeparation.from_hparams`` and separates
     :func:`check_mixture` with it and with the ``reference`` modules (float32, CPU).
 
@@ -833,24 +831,12 @@ def verify_import(folder, reference, num_spks, sample_rate):
         The relative difference of the two separations; :class:`PretrainedFormatError` when it
         exceeds :data:`VERIFY_TOLERANCE` or the folder does not load.
     """
-    from speechbrain.inference.separation import SepformerSeparation
-
-    from .inference import separate_sources
-
     mix = check_mixture(sample_rate)
-    with tempfile.TemporaryDirectory(prefix="spgm-import-") as savedir:
-        try:
-            loaded = SepformerSeparation.from_hparams(
-                source=str(Path(folder).resolve()), savedir=savedir, run_opts={"device": "cpu"}
-            )
-            with torch.no_grad():
-                est = loaded.separate_batch(mix)
-        except Exception as e:  # anything that stops the folder from loading
-            raise PretrainedFormatError(f"The imported folder does not load: {type(e).__name__}: {e}") from e
-    with torch.no_grad():
-        ref = separate_sources(reference, mix, num_spks, fast=False)
-    n = min(ref.shape[1], est.shape[1])
-    diff = relative_difference(est[:, :n], ref[:, :n])
+    try:
+        est, ref = from_hparams_separations(folder, reference, mix)
+    except Exception as e:  # anything that stops the folder from loading
+        raise PretrainedFormatError(f"The imported folder does not load: {type(e).__name__}: {e}") from e
+    diff = relative_difference(est, ref)
     if not diff <= VERIFY_TOLERANCE:
         raise PretrainedFormatError(
             f"The imported folder separates differently from the source weights "
@@ -1004,7 +990,7 @@ def _write_import(source, out, repo_id, revision, log):
         for name in MODULE_NAMES:
             _load_strict(target[name], reference[name].state_dict(), f"{source.where}: {name}")
             torch.save(target[name].state_dict(), stage / f"{name}.ckpt")
-        diff = verify_import(stage, reference, match.num_spks, source.sample_rate)
+        diff = verify_import(stage, reference, source.sample_rate)
         model_card(source, repo_id, revision, diff).save(stage / README)
         info = {
             "source": repo_id or str(source.where),
