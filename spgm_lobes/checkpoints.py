@@ -64,6 +64,37 @@ def checkpoint_problem(ckpt_dir, names):
     return None
 
 
+def latest_complete_checkpoint(save_dir, names):
+    """The newest checkpoint folder under ``save_dir`` (``CKPT+*``) in which :func:`checkpoint_problem` finds
+    nothing wrong with the recoverables ``names``, or ``None``: the one a resumed run recovers. Newest by the
+    ``unixtime`` of its ``CKPT.yaml``, as SpeechBrain's ``Checkpointer`` picks; a kill can leave a newer,
+    incomplete one behind, which is passed over (so is one deleted while it is read: a running training
+    deletes its older checkpoints).
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> save = Path(tempfile.mkdtemp())
+    >>> ckpt = Checkpointer(save, recoverables={"model": torch.nn.Linear(2, 2)})
+    >>> _ = ckpt.save_checkpoint(name="first")
+    >>> bad = ckpt.save_checkpoint(name="killed").path
+    >>> (bad / "model.ckpt").unlink()
+    >>> latest_complete_checkpoint(save, ["model"]).name, latest_complete_checkpoint(save / "none", ["model"])
+    ('CKPT+first', None)
+    """
+    save_dir = Path(save_dir)
+    complete = []
+    for ckpt_dir in save_dir.glob("CKPT+*") if save_dir.is_dir() else ():
+        if ckpt_dir.is_dir() and checkpoint_problem(ckpt_dir, names) is None:
+            try:  # a running training may delete an older checkpoint meanwhile
+                meta = yaml.safe_load((ckpt_dir / "CKPT.yaml").read_text(encoding="utf-8")) or {}
+                complete.append((float(meta.get("unixtime", ckpt_dir.stat().st_mtime)), ckpt_dir.name, ckpt_dir))
+            except OSError:
+                continue
+    return max(complete)[2] if complete else None
+
+
 def set_aside_incomplete_checkpoints(checkpointer):
     """Moves the checkpoints of ``checkpointer`` that cannot be recovered to
     ``<checkpoints_dir>/incomplete/`` with a warning; returns their new paths.

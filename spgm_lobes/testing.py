@@ -161,6 +161,43 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def watch_file_writes(folder, on_write, suffixes=()):
+    """Calls ``on_write(path)`` each time this process opens a file under ``folder`` for writing through
+    Python's ``open`` (an audit hook, :func:`sys.addaudithook`: it stays for the life of the process), e.g. to
+    check which process of a DDP run writes a checkpoint or a results table. ``suffixes`` keeps the file names
+    that end with one of them. Native writers are not seen (``torch.save`` to a path), so watch a file written
+    beside them (a checkpoint's ``CKPT.yaml``, ``counter.ckpt``).
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path") / "watched"
+    >>> folder.mkdir()
+    >>> seen = []
+    >>> watch_file_writes(folder, seen.append, suffixes=(".csv",))
+    >>> _ = (folder / "a.csv").write_text("x"), (folder / "a.csv").read_text(), (folder / "b.txt").write_text("x")
+    >>> [Path(p).name for p in seen]
+    ['a.csv']
+    """
+    import os
+    import sys
+
+    watched = os.path.realpath(folder) + os.sep
+    suffixes = tuple(suffixes)
+
+    def hook(event, args):
+        if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        mode, flags = args[1], args[2]
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR))
+        if not writing:
+            return
+        path = os.path.realpath(os.fsdecode(args[0]))
+        if path.startswith(watched) and (not suffixes or path.endswith(suffixes)):
+            on_write(path)
+
+    sys.addaudithook(hook)
+
+
 TINY_SPGM_CONFIG = {
     "model_type": "spgm",
     "sample_rate": 8000,

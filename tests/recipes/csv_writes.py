@@ -2,8 +2,9 @@
 
     python csv_writes.py <record_prefix> <watched_folder> <script> [script arguments...]
 
-A Python audit hook sees every ``open`` for writing, whatever code does it; at exit the CSV files under
-``<watched_folder>`` that were opened are written to ``<record_prefix>.<RANK>``, one path a line.
+A Python audit hook (``spgm_lobes.testing.watch_file_writes``) sees every ``open`` for writing, whatever code does
+it; at exit the CSV files under ``<watched_folder>`` that were opened are written to ``<record_prefix>.<RANK>``, one
+path a line.
 """
 
 import atexit
@@ -15,23 +16,16 @@ import sys
 
 
 def main(argv):
-    record, watched, script = argv[0], os.path.realpath(argv[1]), argv[2]
-    writes = []
+    from spgm_lobes.testing import watch_file_writes
 
-    def hook(event, args):
-        if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
-            return
-        mode, flags = args[1], args[2]
-        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR))
-        path = os.path.realpath(os.fsdecode(args[0]))
-        if writing and path.endswith(".csv") and path.startswith(watched + os.sep):
-            writes.append(path)
+    record, watched, script = argv[0], argv[1], argv[2]
+    writes = []
 
     def save():
         with open(f"{record}.{os.environ.get('RANK', '0')}", "w", encoding="utf-8") as handle:
             handle.write("".join(f"{path}\n" for path in writes))
 
-    sys.addaudithook(hook)
+    watch_file_writes(watched, writes.append, suffixes=(".csv",))
     atexit.register(save)
     sys.argv = [script, *argv[3:]]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))

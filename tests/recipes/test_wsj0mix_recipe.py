@@ -13,7 +13,7 @@ import pytest
 import torch
 from csv_writes import run_two_process_ddp
 
-from spgm_lobes.checkpoints import checkpoint_problem
+from spgm_lobes.checkpoints import latest_complete_checkpoint
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv
 from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
 
@@ -64,10 +64,7 @@ def test_dynamic_mixing_run(wsj0mix_corpus, tmp_path):
 
 def _latest_checkpoint(save):
     """The newest checkpoint the next run can recover (a kill can land in the middle of a save)."""
-    ckpts = sorted(save.glob("CKPT+*"), key=lambda p: p.stat().st_mtime) if save.exists() else []
-    needed = ["counter", "optimizer", "lr_scheduler", "brain"]
-    complete = [c for c in ckpts if checkpoint_problem(c, needed) is None]
-    return complete[-1] if complete else None
+    return latest_complete_checkpoint(save, ["counter", "optimizer", "lr_scheduler", "brain"])
 
 
 def test_killed_run_resumes_with_its_epoch_and_learning_rate(wsj0mix_corpus, tmp_path):
