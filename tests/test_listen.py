@@ -1,6 +1,8 @@
 """Listening pages: files, metrics, size budget, folder rules; the quickstart's page in headless Chromium."""
 
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -11,7 +13,14 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from spgm_lobes.listen import page_metrics, page_problems, write_listening_page
+from spgm_lobes.listen import (
+    BrowserUnavailable,
+    browse_page,
+    browser_unavailable_reason,
+    page_metrics,
+    page_problems,
+    write_listening_page,
+)
 from spgm_lobes.metrics import per_source_metrics
 
 
@@ -175,3 +184,55 @@ def test_page_of_150_mixtures_stays_under_40_mb_and_builds_in_a_minute(tmp_path,
     # CPU time bounds the wall time it takes on idle cores
     assert size < 40e6 and cpu_seconds < 60
     assert len(page_metrics(index)["summary"]) == 150
+
+
+# ------------------------------------------------------------------------- in a browser
+def browser_or_skip():
+    reason = browser_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def keep_screenshot(path):
+    """Copies a screenshot to ``SPGM_SCREENSHOT_DIR`` when it is set."""
+    folder = os.environ.get("SPGM_SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(folder) / path.name)
+
+
+@pytest.mark.slow
+def test_quickstart_page_plays_in_chromium(tmp_path):
+    """The quickstart's page, opened from file:// in headless Chromium: every player gets its metadata with the
+    duration of its wav, every image loads, the table holds test_results.csv, and the console stays clean."""
+    browser_or_skip()
+    from spgm_lobes.metrics import read_results_csv
+    from spgm_lobes.quickstart import main
+
+    output = tmp_path / "quickstart"
+    main(["--output", str(output), "--debug", "--minutes", "0"])
+    index = output / "listen" / "index.html"
+    screenshot = tmp_path / "quickstart_listen.png"
+    try:
+        report = browse_page(index, screenshot=screenshot)
+    except BrowserUnavailable as e:
+        pytest.skip(str(e))
+    keep_screenshot(screenshot)
+
+    assert not report["timed_out"] and report["errors"] == [] and page_problems(report) == []
+    rows = {r["snt_id"]: r for r in read_results_csv(output / "run" / "test_results.csv").rows}
+    shown = {m["id"] for m in report["metrics"]}
+    assert len(rows) == 2 and shown == set(rows)  # debug test set: best (and median), worst
+    assert len(report["audio"]) == 5 * len(shown) and len(report["images"]) == len(report["audio"])
+    for audio in report["audio"]:
+        info = sf.info(index.parent / unquote(audio["src"]))
+        assert audio["ready_state"] >= 1 and abs(audio["duration"] - info.frames / info.samplerate) < 1e-3
+    assert all(image["natural_width"] > 0 and image["natural_height"] == 129 for image in report["images"])
+    assert len(report["metrics"]) == 4 * len(shown)
+    for cell in report["metrics"]:
+        assert cell["value"] == rows[cell["id"]][cell["key"]] and cell["text"] == f"{rows[cell['id']][cell['key']]:.2f}"
+    # the per-source values come from separating again: their means agree with the Brain's test
+    for snt_id, values in page_metrics(index)["sources"].items():
+        assert np.mean(values["si-snr_i"]) == pytest.approx(rows[snt_id]["si-snr_i"], abs=1e-3)
+        assert np.mean(values["sdr_i"]) == pytest.approx(rows[snt_id]["sdr_i"], abs=1e-3)
+    assert screenshot.read_bytes()[:4] == b"\x89PNG"
