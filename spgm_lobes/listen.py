@@ -163,6 +163,8 @@ def _mono(signal, what):
     signal = np.asarray(signal, dtype=np.float32)
     if signal.ndim != 1:
         raise ValueError(f"{what}: expected a 1-D signal, got shape {signal.shape}")
+    if not np.isfinite(signal).all():
+        raise ValueError(f"{what}: holds NaN or infinite samples")
     return signal
 
 
@@ -280,10 +282,12 @@ def _write_example(root, number, example, excerpt):
     signals += [(f"estimate{k + 1}", f"Estimate {k + 1}", e) for k, e in enumerate(example["estimates"])]
     signals += [(f"reference{k + 1}", f"Reference {k + 1}", r) for k, r in enumerate(example["references"])]
     cut = len(example["mixture"]) if excerpt is None else min(len(example["mixture"]), int(excerpt * rate))
+    # one gain for the whole row when a signal would clip: the loudness relations stay as they are
+    gain = min(1.0, 0.99 / max(float(np.abs(signal[:cut]).max(initial=0.0)) for _, _, signal in signals))
     files = {}
     for key, _, signal in signals:
         files[key] = (f"audio/{stem}_{key}.wav", f"img/{stem}_{key}.jpg")
-        sf.write(root / files[key][0], np.clip(signal[:cut], -1.0, 1.0), rate, subtype="PCM_16")
+        sf.write(root / files[key][0], gain * signal[:cut], rate, subtype="PCM_16")
     spectrogram_images(
         [root / files[key][1] for key, _, _ in signals],
         [signal[:cut] for _, _, signal in signals],

@@ -104,9 +104,25 @@ def test_bad_examples_are_named(tmp_path):
     three["references"] = three["references"] + [three["references"][0]]
     with pytest.raises(ValueError, match="example 'three': 2 estimates but 3 references"):
         write_listening_page(tmp_path / "p", [three])
+    loud = example("loud")
+    loud["references"] = [r * np.float32("nan") for r in loud["references"]]
+    with pytest.raises(ValueError, match="example 'loud' reference 1: holds NaN or infinite samples"):
+        write_listening_page(tmp_path / "p", [loud])
     with pytest.raises(ValueError, match="example 0 has no 'rate'"):
         write_listening_page(tmp_path / "p", [{"id": "r", "mixture": [0.0], "estimates": [[0.0]]}])
     assert not (tmp_path / "p").exists()
+
+
+def test_loud_rows_are_scaled_as_a_whole(tmp_path):
+    loud = example("loud")
+    loud["references"] = [4.0 * r for r in loud["references"]]
+    loud["mixture"] = 4.0 * loud["mixture"]  # peak about 2.4: would clip
+    index = write_listening_page(tmp_path / "p", [loud])
+    mix, _ = sf.read(index.parent / "audio" / "001_loud_mixture.wav")
+    ref, _ = sf.read(index.parent / "audio" / "001_loud_reference1.wav")
+    assert abs(np.abs(mix).max() - 0.99) < 1e-3
+    scale = 0.99 / np.abs(loud["mixture"]).max()
+    assert np.abs(ref - scale * loud["references"][0]).max() < 1e-3  # the same gain as the mixture
 
 
 def test_size_budget_cuts_every_signal_to_one_excerpt(tmp_path):
