@@ -587,11 +587,22 @@ _INSPECT = """() => ({
 })"""
 
 
-def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True):
+_PLAY = """async (timeoutMs) => Promise.all([...document.querySelectorAll('audio')].map(async a => {
+  const result = {src: a.getAttribute('src'), ended: false, error: null};
+  a.muted = true;
+  const ended = new Promise(resolve => a.addEventListener('ended', resolve, {once: true}));
+  try { await a.play(); } catch (e) { result.error = String(e); return result; }
+  await Promise.race([ended, new Promise(resolve => setTimeout(resolve, timeoutMs))]);
+  return Object.assign(result, {ended: a.ended, current_time: a.currentTime, duration: a.duration});
+}))"""
+
+
+def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True, play=False):
     """Opens ``index`` from ``file://`` in headless Chromium and reports what the browser sees.
 
     It waits until every ``<audio>`` has its metadata (``readyState >= 1``) or an error, or
-    ``timeout_s``. Any request that does not go to a local file is blocked and reported.
+    ``timeout_s``; with ``play`` it then plays every player (muted, all at once) to its end.
+    Any request that does not go to a local file is blocked and reported.
 
     Arguments
     ---------
@@ -603,6 +614,8 @@ def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True):
         Longest wait for the audio metadata.
     full_page : bool
         Screenshot the whole page, not only the first screen.
+    play : bool
+        Play every player to its end (within ``timeout_s``) and report it under ``played``.
 
     Returns
     -------
@@ -610,7 +623,8 @@ def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True):
         ``audio`` (``src``, ``ready_state``, ``duration``, ``error``), ``images`` (``src``,
         ``complete``, ``natural_width``, ``natural_height``), ``metrics`` of the summary table
         (``id``, ``key``, ``value``, ``text``), ``title``, ``errors`` (console errors, page
-        errors, failed and blocked requests) and ``timed_out``.
+        errors, failed and blocked requests), ``timed_out`` and, with ``play``, ``played``
+        (``src``, ``ended``, ``current_time``, ``duration``, ``error``).
 
     Raises
     ------
@@ -661,6 +675,8 @@ def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True):
             except PlaywrightTimeout:
                 timed_out = True
             report = page.evaluate(_INSPECT)
+            if play:
+                report["played"] = page.evaluate(_PLAY, timeout_s * 1000)
             if screenshot is not None:
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=full_page)
@@ -688,6 +704,9 @@ def page_problems(report):
     for image in report["images"]:
         if not image["natural_width"]:
             problems.append(f"image {image['src']}: not loaded")
+    for audio in report.get("played", []):
+        if not audio["ended"]:
+            problems.append(f"audio {audio['src']}: did not play to its end ({audio['error'] or 'timed out'})")
     problems += [f"console: {error}" for error in report["errors"]]
     return problems
 
@@ -699,9 +718,10 @@ def main(argv=None):
     parser.add_argument("page", help="index.html of a listening page")
     parser.add_argument("--screenshot", help="PNG to save a screenshot of the whole page to")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the audio metadata")
+    parser.add_argument("--play", action="store_true", help="also play every player (muted) to its end")
     args = parser.parse_args(argv)
     try:
-        report = browse_page(args.page, args.screenshot, args.timeout)
+        report = browse_page(args.page, args.screenshot, args.timeout, play=args.play)
     except BrowserUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -709,6 +729,8 @@ def main(argv=None):
     loaded = sum(bool(i["natural_width"]) for i in report["images"])
     print(f"{report['title']}: {ready}/{len(report['audio'])} audio players ready, {loaded}/{len(report['images'])} "
           f"images loaded, {len(report['metrics'])} metric cells, {len(report['errors'])} errors")  # fmt: skip
+    if args.play:
+        print(f"{sum(a['ended'] for a in report['played'])}/{len(report['played'])} players played to their end")
     problems = page_problems(report)
     for problem in problems:
         print(f"  {problem}")

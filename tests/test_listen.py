@@ -166,8 +166,10 @@ def test_page_problems_lists_what_did_not_load():
         "audio": [{"src": "a.wav", "ready_state": 1}, {"src": "b.wav", "ready_state": 0, "error": None}],
         "images": [{"src": "a.jpg", "natural_width": 0}],
         "errors": ["Failed to load resource"],
+        "played": [{"src": "a.wav", "ended": False, "error": "NotSupportedError"}],
     }
     assert page_problems(report) == ["audio b.wav: readyState 0", "image a.jpg: not loaded",
+                                     "audio a.wav: did not play to its end (NotSupportedError)",
                                      "console: Failed to load resource"]  # fmt: skip
 
 
@@ -220,7 +222,8 @@ def keep_screenshot(path):
 @pytest.mark.slow
 def test_quickstart_page_plays_in_chromium(tmp_path):
     """The quickstart's page, opened from file:// in headless Chromium: every player gets its metadata with the
-    duration of its wav, every image loads, the table holds test_results.csv, and the console stays clean."""
+    duration of its wav and plays to its end, every image loads, the table holds test_results.csv, and the console
+    stays clean."""
     browser_or_skip()
     from spgm_lobes.metrics import read_results_csv
     from spgm_lobes.quickstart import main
@@ -230,7 +233,7 @@ def test_quickstart_page_plays_in_chromium(tmp_path):
     index = output / "listen" / "index.html"
     screenshot = tmp_path / "quickstart_listen.png"
     try:
-        report = browse_page(index, screenshot=screenshot)
+        report = browse_page(index, screenshot=screenshot, play=True)
     except BrowserUnavailable as e:
         pytest.skip(str(e))
     keep_screenshot(screenshot)
@@ -244,6 +247,8 @@ def test_quickstart_page_plays_in_chromium(tmp_path):
         info = sf.info(index.parent / unquote(audio["src"]))
         assert audio["ready_state"] >= 1 and abs(audio["duration"] - info.frames / info.samplerate) < 1e-3
     assert all(image["natural_width"] > 0 and image["natural_height"] == 129 for image in report["images"])
+    for audio in report["played"]:  # every player plays to its end
+        assert audio["ended"] and audio["current_time"] == pytest.approx(audio["duration"], abs=1e-3)
     assert len(report["metrics"]) == 4 * len(shown)
     for cell in report["metrics"]:
         assert cell["value"] == rows[cell["id"]][cell["key"]] and cell["text"] == f"{rows[cell['id']][cell['key']]:.2f}"
