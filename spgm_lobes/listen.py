@@ -675,11 +675,11 @@ def browse_page(index, screenshot=None, timeout_s=60.0, full_page=True, play=Fal
             except PlaywrightTimeout:
                 timed_out = True
             report = page.evaluate(_INSPECT)
-            if play:
-                report["played"] = page.evaluate(_PLAY, timeout_s * 1000)
-            if screenshot is not None:
+            if screenshot is not None:  # as a visitor sees the page, before anything plays
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=full_page)
+            if play:
+                report["played"] = page.evaluate(_PLAY, timeout_s * 1000)
         finally:
             context.close()
     report["errors"] = errors
