@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from .metrics import per_source_metrics
 from .plotting import spectrogram_images
+from .workers import process_map
 
 GENERATOR = "spgm-lobes listening page"
 PAGE_FILES = ("index.html", "audio", "img")
@@ -55,6 +56,7 @@ IMAGE_BYTES = 16_000  # allowance per spectrogram (JPEG, 129 x at most 320 pixel
 HTML_BYTES_PER_SIGNAL = 700
 MIN_EXCERPT_SECONDS = 0.5
 DYNAMIC_RANGE_DB = 70.0
+WORKERS_FROM = 16  # examples from which scoring runs in a process per core (starting them costs a few seconds)
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -357,6 +359,7 @@ def write_listening_page(
     max_seconds=None,
     max_megabytes=40.0,
     date=None,
+    workers=None,
 ):
     """Writes a listening page (``index.html``, ``audio/``, ``img/``) to ``folder``.
 
@@ -384,6 +387,9 @@ def write_listening_page(
         Size budget of the folder; the audio is cut to one excerpt length to fit it.
     date : str, optional
         The date shown (default: now).
+    workers : int, optional
+        Processes that score the examples (:func:`spgm_lobes.workers.process_map`, one torch
+        thread each); default one per CPU core from ``WORKERS_FROM`` examples on, else none.
 
     Returns
     -------
@@ -427,10 +433,14 @@ def write_listening_page(
     try:
         (staging / "audio").mkdir()
         (staging / "img").mkdir()
+        if workers is None:
+            workers = len(os.sched_getaffinity(0)) if len(checked) >= WORKERS_FROM else 0
         prepared, sections = [], []
-        for number, example in enumerate(tqdm(checked, desc="listening page", unit="mixture"), 1):
-            prepared.append(_scored(example))
-            sections.append(_write_example(staging, number, prepared[-1], excerpt))
+        with process_map(workers) as mapper:
+            scored = tqdm(mapper(_scored, checked), total=len(checked), desc="listening page", unit="mixture")
+            for number, example in enumerate(scored, 1):
+                prepared.append(example)
+                sections.append(_write_example(staging, number, example, excerpt))
         values = [_summary_values(example, results) for example in prepared]
         model = model or {}
         about = [f"Model <b>{html.escape(model.get('name') or 'unnamed')}</b>"]
