@@ -33,6 +33,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from pathlib import Path
@@ -206,6 +207,25 @@ def _scored(example):
     # estimates at the mixture's peak (their scale is arbitrary; the metrics are scale-invariant)
     estimates = [e * (peak / float(np.abs(e).max())) if np.abs(e).max() > 0 else e for e in estimates]
     return dict(example, estimates=estimates, per_source=per_source)
+
+
+def _score_all(examples, workers):
+    """:func:`_scored` of every example, in ``workers`` processes (0: in this one)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    progress = {"total": len(examples), "desc": "scoring", "unit": "mixture"}
+    try:
+        with process_map(workers) as mapper:
+            return list(tqdm(mapper(_scored, examples), **progress))
+    except BrokenProcessPool:
+        # spawned processes re-import the __main__ module: a script without an `if __name__ == "__main__":`
+        # guard starts a page again in each of them, and they die
+        warnings.warn(
+            "The scoring processes died (is the calling script's code under `if __name__ == '__main__':`?); "
+            "scoring in this process instead.",
+            stacklevel=3,
+        )
+        return [_scored(example) for example in tqdm(examples, **progress)]
 
 
 def _summary_values(example, results):
@@ -428,20 +448,20 @@ def write_listening_page(
     if max_seconds is not None:
         excerpt = max_seconds if excerpt is None else min(excerpt, max_seconds)
 
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if len(checked) >= WORKERS_FROM else 0
+    prepared = _score_all(checked, workers)
+    values = [_summary_values(example, results) for example in prepared]
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         (staging / "audio").mkdir()
         (staging / "img").mkdir()
-        if workers is None:
-            workers = len(os.sched_getaffinity(0)) if len(checked) >= WORKERS_FROM else 0
-        prepared, sections = [], []
-        with process_map(workers) as mapper:
-            scored = tqdm(mapper(_scored, checked), total=len(checked), desc="listening page", unit="mixture")
-            for number, example in enumerate(scored, 1):
-                prepared.append(example)
-                sections.append(_write_example(staging, number, example, excerpt))
-        values = [_summary_values(example, results) for example in prepared]
+        sections = [
+            _write_example(staging, number, example, excerpt)
+            for number, example in enumerate(tqdm(prepared, desc="writing the page", unit="mixture"), 1)
+        ]
         model = model or {}
         about = [f"Model <b>{html.escape(model.get('name') or 'unnamed')}</b>"]
         if model.get("architecture"):

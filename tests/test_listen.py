@@ -1,9 +1,11 @@
 """Listening pages: files, metrics, size budget, folder rules; the quickstart's page in headless Chromium."""
 
+import contextlib
 import os
 import re
 import shutil
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -13,6 +15,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from spgm_lobes import listen
 from spgm_lobes.listen import (
     BrowserUnavailable,
     browse_page,
@@ -95,6 +98,21 @@ def test_worker_processes_score_like_this_process(tmp_path):
         assert theirs["summary"][snt_id] == pytest.approx(values, abs=1e-6)
     for wav in (here.parent / "audio").iterdir():
         assert wav.read_bytes() == (pool.parent / "audio" / wav.name).read_bytes()
+
+
+def test_dead_worker_processes_leave_the_scoring_to_this_process(tmp_path, monkeypatch):
+    @contextlib.contextmanager
+    def dead_pool(workers):
+        def mapper(function, items):
+            raise BrokenProcessPool("a worker re-ran an unguarded __main__ and died")
+            yield
+
+        yield mapper
+
+    monkeypatch.setattr(listen, "process_map", dead_pool)
+    with pytest.warns(UserWarning, match="scoring processes died"):
+        index = write_listening_page(tmp_path / "p", [example("a")], workers=2)
+    assert "a" in page_metrics(index)["summary"]
 
 
 def test_summary_shows_the_given_results(tmp_path):
