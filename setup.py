@@ -45,7 +45,8 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
-    extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
+    # playwright drives Debian's Chromium in the listening-page browser test (.ci/run installs the browser)
+    extras_require={"dev": ["pytest>=7", "ruff>=0.4", "playwright>=1.40"]},
     entry_points={
         "console_scripts": [
             "spgm-separate=spgm_lobes.inference:main",

@@ -17,6 +17,10 @@ CPU smoke run (tiny model, a few mixtures, under a minute; a synthetic corpus wh
 
     python bench/librimix_mini.py --quick --out /tmp/librimix_quick [--librispeech ../shared/data/librispeech-mini]
 
+``--html DIR`` also writes a listening page of the whole test split to ``DIR``
+(:mod:`spgm_lobes.listen`: every test mixture, its estimates and references, with the metrics of
+``test_results.csv``), from the audio the recipe saves at test time (``--save_audio``).
+
 Nothing is downloaded. Bulky files live in ``--work_dir`` (default: ``librimix_mini`` in the system
 temporary folder): the created audio (``data/``) and the checkpoints (``save/``), deleted at the end unless
 ``--keep_data`` / ``--keep_checkpoints`` (and replaced by the next run). ``<out>`` only gets small
@@ -72,6 +76,7 @@ def parse_args(argv=None):
     parser.add_argument("--keep_data", action="store_true", help="keep the created audio")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep <work_dir>/save")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny model, tiny data")
+    parser.add_argument("--html", help="also write a listening page of the test split to this folder")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further recipe overrides")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -148,6 +153,8 @@ def recipe_command(args, libri2mix, train_dir, save_dir, device, precision, corp
         cmd += ["--dynamic_mixing", "True", "--base_folder_dm", str(train_speaker_folder(libri2mix, corpus))]
     if args.quick:
         cmd += ["--arch", TINY_ARCH, "--training_signal_len", "8000"]
+    if args.html:  # the test estimates, for the listening page
+        cmd += ["--save_audio", "True", "--n_audio_to_save", str(args.n_test)]
     return cmd + list(args.extra)
 
 
@@ -170,6 +177,27 @@ def read_results(train_dir):
     log = (train_dir / "train_log.txt").read_text().splitlines()
     epochs = sum(1 for line in log if line.startswith("epoch:"))
     return {k: v for k, v in results.average.items() if k != "snt_id"}, len(results.rows), epochs
+
+
+def write_page(train_dir, work, html_dir):
+    """Listening page of the test split from the recipe's saved test audio (deleted afterwards);
+    returns its path, size in MB and build time in s."""
+    from spgm_lobes.listen import model_description, saved_examples, write_listening_page
+    from spgm_lobes.publish import find_best_checkpoint, load_checkpoint_modules, read_run_architecture
+
+    rows = read_results_csv(train_dir / RESULTS_FILE).rows
+    arch = read_run_architecture(train_dir)
+    modules = load_checkpoint_modules(arch, find_best_checkpoint(work).path)
+    model = model_description(f"bench/librimix_mini {arch.name}", modules, architecture=arch.name)
+    audio = train_dir / "audio_results"
+    start = time.monotonic()
+    examples = saved_examples(audio, [r["snt_id"] for r in rows], arch.num_spks)
+    title = f"librimix_mini: {len(rows)} test mixtures of unseen speakers"
+    page = write_listening_page(html_dir, examples, model=model, results=rows, title=title)
+    seconds = time.monotonic() - start
+    shutil.rmtree(audio)
+    megabytes = sum(p.stat().st_size for p in page.parent.rglob("*") if p.is_file()) / 1e6
+    return page, megabytes, seconds
 
 
 def main(argv=None):
@@ -197,6 +225,9 @@ def main(argv=None):
     times["train_and_test_min"] = (time.monotonic() - start) / 60
 
     metrics, n_test, epochs = read_results(train_dir)
+    if args.html:
+        page, megabytes, seconds = write_page(train_dir, work, Path(args.html).resolve())
+        print(f"Listening page: {page} ({n_test} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)")
     result = {
         "hparams": Path(args.hparams).stem,
         "quick": args.quick,

@@ -31,6 +31,9 @@ CPU smoke run (tiny model and corpus, synthetic speech when no folder is given):
 
     python bench/time_to_quality.py --quick --out /tmp/ttq
 
+``--html DIR`` also writes a listening page of the test split as the best checkpoint separates it
+(:mod:`spgm_lobes.listen`, metrics from the run's ``test_results.csv``), so the run can be heard.
+
 ``--summarize DIR [DIR ...]`` only re-reads finished runs' CSVs and prints their final rows.
 """
 
@@ -84,6 +87,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny model, tiny data")
     parser.add_argument("--sync_debug", action="store_true", help="GPU: warn about host syncs in steps 3-5")
     parser.add_argument("--summarize", nargs="+", metavar="DIR", help="print the final rows of finished runs")
+    parser.add_argument("--html", help="also write a listening page of the final test to this folder")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further recipe options")
     args = parser.parse_args(argv)
     if args.summarize:
@@ -249,6 +253,8 @@ def run(args):
 
         def on_evaluate_start(self, max_key=None, min_key=None):
             marks["train_s"] = self.hparams.epoch_counter.training_seconds()
+            if args.html:  # the final test's estimates, for the listening page (not the marks')
+                self.hparams.save_audio, self.hparams.n_audio_to_save = True, args.n_test
             super().on_evaluate_start(max_key=max_key, min_key=min_key)
 
     start = time.monotonic()
@@ -275,6 +281,10 @@ def run(args):
     print(table)
     (out / "time_to_quality.md").write_text(table + "\n")
     plot([out] + [Path(c) for c in args.compare], out / "time_to_quality.png")
+    if args.html:
+        page, megabytes, seconds = lbm.write_page(train_dir, work, Path(args.html).resolve())
+        n = len(brain.test_rows)
+        print(f"Listening page: {page} ({n} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return marks["rows"]
 

@@ -13,6 +13,9 @@ Command line::
 
 writes ``separated/mix1_source1.wav``, ``separated/mix1_source2.wav``, ... ``--model`` also takes the SPGM
 authors' Hub models (``--model yipjiaqi/spgm-base``), imported once (:mod:`spgm_lobes.pretrained`).
+With ``--html page/ [--references s1/ s2/]`` it also writes a listening page (:mod:`spgm_lobes.listen`)
+of the mixtures, estimates and, from folders holding a file of each mixture's name (the wsj0-mix and
+LibriMix layout), references with SI-SNR, SI-SNRi and SDRi.
 """
 
 import argparse
@@ -332,6 +335,51 @@ def normalise_device(device):
     return "cuda:0" if device == "cuda" else device
 
 
+def page_example(path, waveform, rate, sources, sources_rate, reference_dirs=()):
+    """One example of a listening page (:func:`spgm_lobes.listen.write_listening_page`) for a
+    separated file: the mixture and the references at the rate of the sources.
+
+    Arguments
+    ---------
+    path : str or Path
+        The mixture file; its references are ``<dir>/<its name>`` for each of ``reference_dirs``.
+    waveform : torch.Tensor
+        The mixture ``[time]`` at ``rate`` (:func:`spgm_lobes.dsp.audio.read_audio`).
+    rate : int
+    sources : torch.Tensor
+        Estimates ``[time', num_spks]`` at ``sources_rate`` (:meth:`SPGMSeparation.separate_signal`).
+    sources_rate : int
+    reference_dirs : sequence of str or Path
+        One folder per source (``s1/``, ``s2/``, ...), or none.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> for name in ("mix", "s1", "s2"):
+    ...     (folder / name).mkdir()
+    ...     sf.write(folder / name / "a.wav", np.zeros(3200), 16000)
+    >>> example = page_example(folder / "mix" / "a.wav", torch.zeros(3200), 16000, torch.zeros(1600, 2), 8000,
+    ...     [folder / "s1", folder / "s2"])
+    >>> example["id"], example["rate"], len(example["mixture"]), [len(r) for r in example["references"]]
+    ('a', 8000, 1600, [1600, 1600])
+    """
+    length = sources.shape[0]
+
+    def fitted(signal, what):
+        if abs(len(signal) - length) > max(2, length // 1000):
+            raise AudioReadError(f"{what}: {len(signal)} samples at {sources_rate} Hz, the estimates {length}.")
+        return np.pad(signal, (0, max(0, length - len(signal))))[:length]
+
+    references = []
+    for folder in reference_dirs:
+        reference_path = Path(folder) / Path(path).name
+        reference = read_audio(reference_path, sample_rate=sources_rate)[0].numpy()
+        references.append(fitted(reference, f"{reference_path} (not the reference of {path})"))
+    mixture = fitted(resample(waveform, rate, sources_rate).numpy(), str(path))
+    return {"id": Path(path).stem, "rate": int(sources_rate), "mixture": mixture, "estimates": sources.T.numpy(),
+            "references": references}  # fmt: skip
+
+
 class ModelLoadError(RuntimeError):
     """The separation model could not be found or loaded."""
 
@@ -389,7 +437,8 @@ def main(argv=None):
     """Entry point of ``spgm-separate``; returns the exit status.
 
     0 when every file was separated, 1 when some input could not be read
-    (the others are still separated), 2 when the model cannot be loaded or
+    (the others are still separated) or, with ``--html``, was left off the
+    listening page (a reference missing), 2 when the model cannot be loaded or
     the arguments are wrong.
     """
     parser = argparse.ArgumentParser(
@@ -408,9 +457,19 @@ def main(argv=None):
     parser.add_argument(
         "--compile", action="store_true", help="with --bf16: torch.compile the model for inputs up to 5 min (GPUs)"
     )
+    parser.add_argument("--html", default=None, help="also write a listening page of the mixtures to this folder")
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        default=(),
+        metavar="DIR",
+        help="with --html: one folder per source holding a file of each mixture's name (s1/ s2/ ...)",
+    )
     args = parser.parse_args(argv)
     if args.compile and not args.bf16:
         parser.error("--compile needs --bf16")
+    if args.references and not args.html:
+        parser.error("--references needs --html")
 
     stems = {}
     for path in args.mixtures:
@@ -428,20 +487,45 @@ def main(argv=None):
         print(f"spgm-separate: error: {e}", file=sys.stderr)
         return 2
 
-    failed = []
+    if args.references and len(args.references) != model.hparams.num_spks:
+        print(
+            f"spgm-separate: error: {len(args.references)} --references folders for a model of "
+            f"{model.hparams.num_spks} sources",
+            file=sys.stderr,
+        )
+        return 2
+    failed, left_off, examples = [], [], []
     for path in tqdm(args.mixtures, desc="separating", unit="file", disable=len(args.mixtures) < 2):
         try:
-            written = model.separate_to_files(path, args.out, args.rate)
+            waveform, rate = read_audio(path)
+            est, out_rate = model.separate_signal(waveform, rate, args.rate)
+            written = model.save(est, out_rate, args.out, Path(path).stem)
         except AudioReadError as e:
             tqdm.write(f"spgm-separate: skipped {e}", file=sys.stderr)
             failed.append(path)
             continue
         if len(args.mixtures) == 1:
             print("\n".join(str(p) for p in written))
+        if args.html:
+            try:
+                examples.append(page_example(path, waveform, rate, est, out_rate, args.references))
+            except AudioReadError as e:
+                tqdm.write(f"spgm-separate: left off the listening page: {e}", file=sys.stderr)
+                left_off.append(path)
     if failed:
         print(f"spgm-separate: {len(failed)} of {len(args.mixtures)} files could not be read.", file=sys.stderr)
-        return 1
-    return 0
+    if args.html and examples:
+        from .listen import model_description, write_listening_page
+
+        try:
+            page = write_listening_page(
+                args.html, examples, model_description(args.model, model.mods), title=f"spgm-separate: {args.model}"
+            )
+        except (OSError, ValueError) as e:
+            print(f"spgm-separate: no listening page: {e}", file=sys.stderr)
+            return 1
+        print(f"Listening page: {page}")
+    return 1 if failed or left_off else 0
 
 
 if __name__ == "__main__":

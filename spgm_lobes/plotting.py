@@ -1,4 +1,6 @@
-"""Spectrogram figures of separation results (matplotlib, Agg backend, PNG)."""
+"""Spectrograms of separation results (matplotlib, Agg backend): one figure per
+utterance (:func:`plot_separation`) or one small image per signal for web pages
+(:func:`spectrogram_images`)."""
 
 from pathlib import Path
 
@@ -124,3 +126,78 @@ def plot_separation(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _pool_columns(spec, max_width):
+    """Max-pools the time axis of ``[freq, frames]`` to at most ``max_width`` columns."""
+    factor = -(-spec.shape[1] // max_width)
+    if factor <= 1:
+        return spec
+    frames = spec.shape[1] // factor * factor
+    tail = spec[:, frames:]
+    pooled = spec[:, :frames].reshape(spec.shape[0], -1, factor).max(axis=2)
+    return np.concatenate([pooled, tail.max(axis=1, keepdims=True)], axis=1) if tail.shape[1] else pooled
+
+
+def spectrogram_images(
+    paths, signals, sample_rate=8000, n_fft=256, hop=64, dynamic_range=70.0, max_width=320, quality=80
+):
+    """Writes one spectrogram image per signal, all on one colour scale.
+
+    The scale runs from the loudest time-frequency bin of all ``signals`` down
+    to ``dynamic_range`` dB below it, so the images compare with each other.
+    Each image is the raw spectrogram (low frequencies at the bottom, no axes),
+    its time axis max-pooled to at most ``max_width`` columns; it is written
+    with ``matplotlib.pyplot.imsave`` in the format of its suffix (``.png``, or
+    ``.jpg`` at JPEG ``quality``, about five times smaller for spectrograms).
+
+    Arguments
+    ---------
+    paths : sequence of str or Path
+        One output file per signal (parent folders are created).
+    signals : sequence of array-like
+        1-D signals.
+    sample_rate : int
+        Sample rate in Hz (the STFT sizes are in samples; kept for symmetry with :func:`plot_separation`).
+    n_fft, hop : int
+        STFT size and hop in samples (``n_fft // 2 + 1`` rows per image).
+    dynamic_range : float
+        dB below the loudest bin shown before clipping to the colour floor.
+    max_width : int
+        Most columns of an image.
+    quality : int
+        JPEG quality.
+
+    Returns
+    -------
+    tuple of float
+        The colour scale ``(floor, top)`` in dB.
+
+    Example
+    -------
+    >>> t = np.arange(8000) / 8000
+    >>> folder = getfixture("tmp_path")
+    >>> loud, quiet = np.sin(2 * np.pi * 440 * t), 0.01 * np.sin(2 * np.pi * 880 * t)
+    >>> floor, top = spectrogram_images([folder / "a.jpg", folder / "b.png"], [loud, quiet])
+    >>> round(top - floor), (folder / "b.png").read_bytes()[:4] == b"\\x89PNG"
+    (70, True)
+    >>> import matplotlib.pyplot as plt
+    >>> plt.imread(folder / "b.png").shape[:2]  # 129 frequency rows, 122 frames
+    (129, 122)
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if len(paths) != len(signals):
+        raise ValueError(f"{len(paths)} paths for {len(signals)} signals")
+    specs = [_pool_columns(_spectrogram_db(s, sample_rate, n_fft, hop), max_width) for s in signals]
+    top = max(float(s.max()) for s in specs)
+    floor = top - dynamic_range
+    for path, spec in zip(paths, specs):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else None
+        plt.imsave(path, spec, cmap="magma", vmin=floor, vmax=top, origin="lower", pil_kwargs=options)
+    return floor, top

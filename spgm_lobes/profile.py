@@ -23,7 +23,7 @@ from hyperpyyaml import load_hyperpyyaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from .architectures import ARCHITECTURES, architecture_path
-from .fast import encode_mask_decode
+from .fast import FastMaskNet, encode_mask_decode
 from .models import SPGMBlock
 
 
@@ -36,6 +36,35 @@ def count_parameters(module):
     10
     """
     return sum(p.numel() for p in module.parameters())
+
+
+def describe_modules(modules):
+    """One line naming the structure of a separator's mask network.
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from spgm_lobes.architectures import architecture_path
+    >>> hp = load_hyperpyyaml(open(architecture_path("spgm-ap-s")), overrides={"intra_layers": 1, "out_channels": 8,
+    ...     "N_encoder_out": 8, "nhead": 1, "d_ffn": 8})
+    >>> describe_modules(hp["modules"])
+    'Dual_Path_Model: 2 x (SBTransformerBlock of 1 layer + SPGMBlock), 2 sources'
+    >>> from spgm_lobes.fast import use_fast_masknet
+    >>> describe_modules(use_fast_masknet(hp["modules"])) == describe_modules(hp["modules"])
+    True
+    """
+    masknet = modules["masknet"]
+    # FastMaskNet runs a Dual_Path_Model's own sub-modules
+    kind = "Dual_Path_Model" if isinstance(masknet, FastMaskNet) else type(masknet).__name__
+    blocks = getattr(masknet, "dual_mdl", None)
+    if not blocks:
+        return kind
+    intra, inter = blocks[0].intra_mdl, blocks[0].inter_mdl
+    layers = getattr(getattr(intra, "mdl", None), "layers", None)
+    depth = f" of {len(layers)} layer{'s' if len(layers) > 1 else ''}" if layers is not None else ""
+    text = f"{kind}: {len(blocks)} x ({type(intra).__name__}{depth} + {type(inter).__name__})"
+    num_spks = getattr(masknet, "num_spks", None)
+    return text + (f", {num_spks} sources" if num_spks else "")
 
 
 def profile_modules(modules, seconds=1.0, sample_rate=8000):

@@ -3,13 +3,17 @@
 ::
 
     spgm-publish results/spgm-ap/1234 --repo user/spgm-ap-wsj0-2mix [--private] [--dry-run] [--stage-dir D]
+                 [--listening-page]
 
 From a recipe's output folder it takes the best checkpoint (lowest ``si-snr``
 meta, the negative SI-SNR loss), stages a Hub-ready folder (flattened inference
 card ``hyperparams.yaml``, ``encoder/masknet/decoder.ckpt``, a model card
 ``README.md`` with the test SI-SNRi/SDRi, an example mixture), checks that the
 staged folder loads back with SpeechBrain's ``SepformerSeparation.from_hparams``
-and separates exactly like the checkpoint, then uploads it in one commit.
+and separates exactly like the checkpoint, then uploads it in one commit. With
+``--listening-page`` the folder also gets ``listen/index.html``
+(:mod:`spgm_lobes.listen`): the example mixture separated by the model, with its
+references and metrics when the run's test CSV lists them.
 
 What the output folder must hold:
 
@@ -41,6 +45,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from .architectures import ARCHITECTURES, architecture_path
 from .card import architecture_keys, from_hparams_separations, inference_card
 from .dsp.audio import read_audio
+from .fast import encode_mask_decode
 from .metrics.results import RESULTS_FILE, read_results_csv
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
@@ -53,6 +58,7 @@ METRIC_NAMES = {
     "sdr": ("sdr", "SDR"),
 }
 STAGED_FILES = ("hyperparams.yaml", "README.md", EXAMPLE_NAME) + tuple(f"{m}.ckpt" for m in MODULE_NAMES)
+LISTEN_DIR = "listen"  # optional listening page of the example
 EXAMPLE_SECONDS = 10.0
 VERIFY_SECONDS = 2.0
 VERIFY_TOLERANCE = 1e-5
@@ -228,8 +234,8 @@ def _test_csvs(run_dir, hp):
     return [p for p in dict.fromkeys(found) if p.is_file() and p.name != RESULTS_FILE]
 
 
-def _find_test_mixture(run_dir):
-    """First existing ``mix_wav`` of the run's test CSV, if any."""
+def _find_test_row(run_dir):
+    """First row of the run's test CSV whose ``mix_wav`` exists, if any."""
     try:
         hp = _load_run_hparams(run_dir)
     except PublishError:
@@ -239,9 +245,15 @@ def _find_test_mixture(run_dir):
             for row in csv.DictReader(f):
                 wav = row.get("mix_wav")
                 if wav and Path(wav).is_file():
-                    return Path(wav)
+                    return row
                 break
     return None
+
+
+def _find_test_mixture(run_dir):
+    """First existing ``mix_wav`` of the run's test CSV, if any."""
+    row = _find_test_row(run_dir)
+    return None if row is None else Path(row["mix_wav"])
 
 
 def synthetic_mixture(sample_rate, seconds=3.0, seed=0):
@@ -264,6 +276,11 @@ def synthetic_mixture(sample_rate, seconds=3.0, seed=0):
     return (0.5 * mix / np.abs(mix).max()).astype("float32")
 
 
+def _example_excerpt(path, sample_rate):
+    """The first ``EXAMPLE_SECONDS`` of an audio file, mono, at ``sample_rate``."""
+    return read_audio(path, sample_rate)[0][: int(EXAMPLE_SECONDS * sample_rate)].numpy()
+
+
 def write_example_mixture(run_dir, path, sample_rate):
     """Writes the run's first test mixture (at most 10 s, model rate, mono), or a synthetic one.
 
@@ -274,7 +291,7 @@ def write_example_mixture(run_dir, path, sample_rate):
     """
     found = _find_test_mixture(run_dir)
     if found is not None:
-        wav = read_audio(found, sample_rate)[0][: int(EXAMPLE_SECONDS * sample_rate)].numpy()
+        wav = _example_excerpt(found, sample_rate)
         origin = f"first test mixture ({found.name})"
     else:
         wav = synthetic_mixture(sample_rate)
@@ -283,9 +300,12 @@ def write_example_mixture(run_dir, path, sample_rate):
     return origin
 
 
-def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset="custom", num_params=None):
+def model_card(
+    repo_id, arch, results, ckpt, license_name="apache-2.0", dataset="custom", num_params=None, listening_page=False
+):
     """The Hub model card (``README.md``): front matter and ``model-index`` built with huggingface_hub's
-    ``ModelCardData`` and ``EvalResult`` (one per improvement metric), the card parsed back by ``ModelCard``.
+    ``ModelCardData`` and ``EvalResult`` (one per improvement metric), the card parsed back by ``ModelCard``;
+    with ``listening_page`` it names ``listen/index.html``.
 
     Example
     -------
@@ -333,6 +353,12 @@ def model_card(repo_id, arch, results, ckpt, license_name="apache-2.0", dataset=
         loss = ckpt.meta.get("si-snr")
         loss = f", validation loss (negative SI-SNR) {loss:.2f}" if isinstance(loss, (int, float)) else ""
         epoch = f"\nWeights: best checkpoint `{Path(ckpt.path).name}`{loss}.\n"
+    page = (
+        f"\n`{LISTEN_DIR}/index.html` is a listening page of `{EXAMPLE_NAME}` separated by this model (audio players "
+        "and spectrograms; download the folder and open the page in a browser).\n"
+        if listening_page
+        else ""
+    )
     body = f"""# {name}: {arch.name} speech separation ({arch.num_spks} sources, {arch.sample_rate} Hz)
 
 A [SPGM](https://arxiv.org/abs/2309.12608) (Single-Path Global Modulation) family separator trained with
@@ -371,7 +397,7 @@ or in Python with `spgm_lobes.inference.SPGMSeparation.from_hparams(source="{rep
 
 `hyperparams.yaml` (inference card, no external includes), `encoder.ckpt`, `masknet.ckpt`, `decoder.ckpt`
 (SpeechBrain state dicts), `{EXAMPLE_NAME}`.
-
+{page}
 ## Reference
 
 SPGM: *Prioritizing Local Features for enhanced speech separation performance*, arXiv:2309.12608.
@@ -384,7 +410,7 @@ def _prepare_stage_dir(stage_dir):
     if stage_dir.exists():
         if not stage_dir.is_dir():
             raise PublishError(f"Stage folder {stage_dir} exists and is not a folder.")
-        foreign = sorted(p.name for p in stage_dir.iterdir() if p.name not in STAGED_FILES)
+        foreign = sorted(p.name for p in stage_dir.iterdir() if p.name not in STAGED_FILES + (LISTEN_DIR,))
         if foreign:
             raise PublishError(
                 f"Stage folder {stage_dir} holds files spgm-publish did not write ({', '.join(foreign)}); "
@@ -392,12 +418,17 @@ def _prepare_stage_dir(stage_dir):
             )
         for name in STAGED_FILES:
             (stage_dir / name).unlink(missing_ok=True)
+        if (stage_dir / LISTEN_DIR).is_dir():
+            shutil.rmtree(stage_dir / LISTEN_DIR)
     stage_dir.mkdir(parents=True, exist_ok=True)
     return stage_dir
 
 
-def stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache-2.0", dataset="custom"):
-    """Writes the Hub folder: inference card, checkpoints, model card and example mixture.
+def stage(
+    run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache-2.0", dataset="custom", listening_page=False
+):
+    """Writes the Hub folder: inference card, checkpoints, model card and example mixture
+    (the card names ``listen/index.html`` when ``listening_page``: :func:`write_example_page` writes it).
 
     Returns
     -------
@@ -420,7 +451,7 @@ def stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name="apache
         for t in torch.load(stage_dir / f"{name}.ckpt", map_location="cpu", weights_only=True).values()
         if torch.is_tensor(t) and t.is_floating_point()
     )
-    text = model_card(repo_id, arch, results, ckpt, license_name, dataset, num_params)
+    text = model_card(repo_id, arch, results, ckpt, license_name, dataset, num_params, listening_page)
     (stage_dir / "README.md").write_text(text, encoding="utf-8")
     return stage_dir
 
@@ -448,6 +479,37 @@ def verify_staged(stage_dir, reference_modules, sample_rate):
             f"from the checkpoint (max |diff| {diff:.3g} >= {VERIFY_TOLERANCE})."
         )
     return diff
+
+
+def write_example_page(run_dir, stage_dir, modules, arch, repo_id):
+    """Writes ``<stage_dir>/listen/``: a listening page of the staged example mixture separated by
+    ``modules``, with the references (and per-source metrics) when the run's test CSV lists the
+    example's sources (``s1_wav`` ...).
+
+    Returns
+    -------
+    Path
+        The page's ``index.html``.
+    """
+    from .listen import model_description, write_listening_page
+
+    mix = read_audio(Path(stage_dir) / EXAMPLE_NAME)[0]
+    with torch.no_grad():
+        est = encode_mask_decode(modules, mix.unsqueeze(0))[0].T.numpy()
+    mix = mix.numpy()
+    example = {"id": Path(EXAMPLE_NAME).stem, "rate": arch.sample_rate, "mixture": mix, "estimates": est}
+    row = _find_test_row(run_dir)
+    sources = [row.get(f"s{k + 1}_wav") for k in range(arch.num_spks)] if row else []
+    if sources and all(p and Path(p).is_file() for p in sources):
+        refs = [_example_excerpt(p, arch.sample_rate) for p in sources]
+        example["references"] = [np.pad(r, (0, max(0, len(mix) - len(r))))[: len(mix)] for r in refs]
+        example["id"] = f"{example['id']} ({Path(row['mix_wav']).stem})"
+    model = model_description(repo_id, modules, architecture=arch.name)
+    title = f"{repo_id.split('/')[-1]}: example separation"
+    try:
+        return write_listening_page(Path(stage_dir) / LISTEN_DIR, [example], model=model, title=title)
+    except (OSError, ValueError) as e:
+        raise PublishError(f"Could not write the listening page in {stage_dir}: {e}") from e
 
 
 def resolve_token(token=None):
@@ -499,8 +561,10 @@ def publish(
     license_name="apache-2.0",
     dataset=None,
     log=print,
+    listening_page=False,
 ):
-    """Stages, verifies and (unless ``dry_run``) uploads the best model of a recipe output folder.
+    """Stages, verifies and (unless ``dry_run``) uploads the best model of a recipe output folder
+    (with a listening page of the example, :func:`write_example_page`, when ``listening_page``).
 
     Returns
     -------
@@ -522,10 +586,12 @@ def publish(
         dataset = str(hp.get("dataset", "custom"))
     reference = load_checkpoint_modules(arch, ckpt.path)
     stage_dir = Path(stage_dir) if stage_dir else run_dir / "hub" / repo_id.split("/")[-1]
-    stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name, dataset)
+    stage(run_dir, stage_dir, repo_id, arch, ckpt, results, license_name, dataset, listening_page)
     log(f"Staged {stage_dir} from {Path(ckpt.path).name} ({arch.name}, SI-SNRi {results['si-snr_i']:.2f} dB).")
     max_diff = verify_staged(stage_dir, reference, arch.sample_rate)
     log(f"Verified: from_hparams({stage_dir}) separates like the checkpoint (max |diff| {max_diff:.2g}).")
+    if listening_page:
+        log(f"Listening page of the example: {write_example_page(run_dir, stage_dir, reference, arch, repo_id)}")
     out = {"stage_dir": stage_dir, "checkpoint": Path(ckpt.path), "results": results, "max_diff": max_diff}
     if dry_run:
         log("Dry run: nothing uploaded.")
@@ -548,6 +614,9 @@ def main(argv=None, api=None):
     parser.add_argument("--architecture", default=None, help="architecture name or YAML, if the run does not say")
     parser.add_argument("--dataset", default=None, help="dataset id for the model card (default: run's 'dataset')")
     parser.add_argument("--license", default="apache-2.0", help="license id for the model card")
+    parser.add_argument(
+        "--listening-page", action="store_true", help="add listen/index.html: the example separated by the model"
+    )
     args = parser.parse_args(argv)
     try:
         publish(
@@ -560,6 +629,7 @@ def main(argv=None, api=None):
             architecture=args.architecture,
             license_name=args.license,
             dataset=args.dataset,
+            listening_page=args.listening_page,
         )
     except PublishError as e:
         print(f"spgm-publish: error: {e}", file=sys.stderr)

@@ -325,6 +325,32 @@ def separate_example(brain, corpus, output, snt_id=None):
     return png, scores, gain
 
 
+def write_listening_example(brain, corpus, output, utterances):
+    """Writes ``<output>/listen/index.html``: the best, median and worst test mixtures by the
+    SI-SNRi of ``test_results.csv`` (``utterances``), separated again by the trained model,
+    with their references; prints and returns the page's path."""
+    from .listen import best_median_worst, model_description, write_listening_page
+
+    tt = Path(corpus["data_folder"]) / "wav8k" / "min" / "tt"
+    sources = [f"s{k + 1}" for k in range(brain.hparams.num_spks)]
+    brain.modules.eval()
+    examples = []
+    for snt_id, label in best_median_worst(utterances):
+        mix, rate = read_audio(tt / "mix" / f"{snt_id}.wav")
+        refs = [read_audio(tt / s / f"{snt_id}.wav")[0].numpy() for s in sources]
+        with torch.no_grad(), brain.evaluation_ctx:
+            est = brain.separate(mix[None].to(brain.device))[0].float().cpu().numpy().T
+        examples.append(
+            {"id": snt_id, "label": label, "rate": rate, "mixture": mix.numpy(), "estimates": est, "references": refs}
+        )
+    architecture = getattr(brain.hparams, "architecture", None)
+    model = model_description(f"spgm-quickstart ({Path(output).name})", brain.modules, architecture=architecture)
+    title = "spgm-lobes quickstart: best, median and worst test mixtures"
+    page = write_listening_page(Path(output) / "listen", examples, model=model, results=utterances, title=title)
+    print(f"Listening page (best, median and worst test mixtures by SI-SNRi): {page}")
+    return page
+
+
 def stage_model(output):
     """Stages ``<output>/model`` with ``spgm-publish --dry-run`` (which checks that
     ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint)."""
@@ -367,6 +393,7 @@ def main(argv=None):
     if not utterances:
         raise ValueError(f"{output / 'run' / RESULTS_FILE} holds no test utterance")
     png, scores, gain = separate_example(brain, corpus, output, median_utterance(utterances))
+    write_listening_example(brain, corpus, output, utterances)
     stage_dir = stage_model(output)
     elapsed = time.time() - start
     print()

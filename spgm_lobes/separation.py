@@ -304,17 +304,18 @@ class SeparationBrain(sb.Brain):
 
     def save_audio(self, snt_id, est_source, targets, mix):
         """Writes mixture, estimates (peak-normalised) and references of one
-        utterance to ``<output_folder>/audio_results/``."""
+        utterance to ``<output_folder>/audio_results/`` (names: :func:`saved_audio_paths`)."""
         import soundfile as sf
 
         folder = os.path.join(self.hparams.output_folder, "audio_results")
         os.makedirs(folder, exist_ok=True)
         rate = self._hp("sample_rate", 8000)
-        sf.write(os.path.join(folder, f"{snt_id}_mix.wav"), mix.numpy(), rate)
+        paths = saved_audio_paths(folder, snt_id, est_source.shape[1])
+        sf.write(paths["mixture"], mix.numpy(), rate)
         for k in range(est_source.shape[1]):
             est = est_source[:, k] / est_source[:, k].abs().max().clamp_min(1e-8) * 0.9
-            sf.write(os.path.join(folder, f"{snt_id}_source{k + 1}hat.wav"), est.numpy(), rate)
-            sf.write(os.path.join(folder, f"{snt_id}_source{k + 1}.wav"), targets[:, k].numpy(), rate)
+            sf.write(paths["estimates"][k], est.numpy(), rate)
+            sf.write(paths["references"][k], targets[:, k].numpy(), rate)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -397,6 +398,22 @@ class SeparationBrain(sb.Brain):
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats={"si-snr": stage_loss, **{f"avg {k}": v for k, v in averages.items()}},
             )
+
+
+def saved_audio_paths(folder, snt_id, num_spks):
+    """The files :meth:`SeparationBrain.save_audio` writes for utterance ``snt_id``.
+
+    Example
+    -------
+    >>> paths = saved_audio_paths("audio_results", "u1", 2)
+    >>> paths["mixture"], paths["estimates"][1], paths["references"][0]
+    ('audio_results/u1_mix.wav', 'audio_results/u1_source2hat.wav', 'audio_results/u1_source1.wav')
+    """
+    return {
+        "mixture": os.path.join(folder, f"{snt_id}_mix.wav"),
+        "estimates": [os.path.join(folder, f"{snt_id}_source{k + 1}hat.wav") for k in range(num_spks)],
+        "references": [os.path.join(folder, f"{snt_id}_source{k + 1}.wav") for k in range(num_spks)],
+    }
 
 
 def lr_floor_reached(lr, lr_min):

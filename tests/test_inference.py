@@ -11,7 +11,10 @@ from speechbrain.inference.separation import SepformerSeparation
 from spgm_lobes import inference
 from spgm_lobes.architectures import architecture_path
 from spgm_lobes.card import inference_card
+from spgm_lobes.dsp.audio import read_audio
 from spgm_lobes.inference import AudioReadError, ModelLoadError, SPGMSeparation, load_model, main
+from spgm_lobes.listen import page_metrics
+from spgm_lobes.metrics import separation_metrics
 from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
 TINY = TINY_ARCH_OVERRIDES
@@ -224,3 +227,56 @@ def test_cli_device_cuda_reaches_speechbrain_with_its_index(model_dir, tmp_path,
         assert main([str(mix), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--device", device]) == 2
     assert devices == ["cuda:0", "cuda:1", "cpu"]
     assert "stop here" in capsys.readouterr().err
+
+
+def test_cli_listening_page_with_references(model_dir, tmp_path, capsys):
+    """--html with wsj0-mix-layout reference folders: one row per mixture, metrics of the written estimates."""
+    rng = np.random.default_rng(4)
+    for folder in ("mix", "s1", "s2"):
+        (tmp_path / folder).mkdir()
+    for name, rate in (("a.wav", 8000), ("b.wav", 16000)):
+        refs = [speechlike(rate, 0.4, seed=int(rng.integers(100))), 0.5 * rng.standard_normal(int(0.4 * rate))]
+        sf.write(tmp_path / "s1" / name, refs[0], rate)
+        sf.write(tmp_path / "s2" / name, refs[1], rate)
+        sf.write(tmp_path / "mix" / name, refs[0] + refs[1], rate)
+    mixtures = [str(tmp_path / "mix" / n) for n in ("a.wav", "b.wav")]
+    out, page = tmp_path / "out", tmp_path / "page"
+    refs = [str(tmp_path / "s1"), str(tmp_path / "s2")]
+    assert (
+        main([*mixtures, "--model", str(model_dir), "--out", str(out), "--html", str(page), "--references", *refs]) == 0
+    )
+    assert f"Listening page: {page / 'index.html'}" in capsys.readouterr().out
+    text = (page / "index.html").read_text()
+    assert str(model_dir) in text and "SPGMBlock" in text and "parameters" in text
+    metrics = page_metrics(page / "index.html")
+    assert sorted(metrics["summary"]) == ["a", "b"]
+    # the summary: the metrics of the written estimates against the references, at the model rate
+    est = torch.stack([read_audio(out / f"b_source{i}.wav")[0] for i in (1, 2)], 1)
+    ref = torch.stack([read_audio(tmp_path / s / "b.wav", sample_rate=8000)[0] for s in ("s1", "s2")], 1)
+    mix = read_audio(tmp_path / "mix" / "b.wav", sample_rate=8000)[0]
+    expected = separation_metrics(est, ref, mix)
+    for key, value in expected.items():
+        assert metrics["summary"]["b"][key] == pytest.approx(value, abs=0.05)  # 16-bit estimates on the page side
+
+
+def test_cli_listening_page_errors(model_dir, tmp_path, capsys):
+    sf.write(tmp_path / "m.wav", speechlike(8000, 0.3), 8000)
+    (tmp_path / "s1").mkdir()
+    sf.write(tmp_path / "s1" / "m.wav", speechlike(8000, 0.3), 8000)
+    args = [str(tmp_path / "m.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit):
+        main([*args, "--references", str(tmp_path / "s1")])
+    assert "--references needs --html" in capsys.readouterr().err
+    assert main([*args, "--html", str(tmp_path / "p"), "--references", str(tmp_path / "s1")]) == 2
+    assert "1 --references folders for a model of 2 sources" in capsys.readouterr().err
+    # a missing reference: the mixture is still separated, the page is written without it, status 1
+    sf.write(tmp_path / "n.wav", speechlike(8000, 0.3), 8000)
+    refs = [str(tmp_path / "s1"), str(tmp_path / "s1")]
+    status = main([*args[:1], str(tmp_path / "n.wav"), *args[1:], "--html", str(tmp_path / "p"), "--references", *refs])
+    err = capsys.readouterr().err
+    assert status == 1 and "left off the listening page: " in err and "s1/n.wav: no such file" in err
+    assert (tmp_path / "o" / "n_source1.wav").is_file()
+    assert sorted(page_metrics(tmp_path / "p" / "index.html")["summary"]) == ["m"]
+    # without references: players and spectrograms, no metrics
+    assert main([*args, "--html", str(tmp_path / "q")]) == 0
+    assert (tmp_path / "q" / "index.html").read_text().count("<audio") == 3

@@ -13,6 +13,7 @@ from speechbrain.inference.separation import SepformerSeparation
 
 from spgm_lobes import publish
 from spgm_lobes.fast import encode_mask_decode
+from spgm_lobes.listen import page_metrics
 from spgm_lobes.metrics.results import read_results_csv
 from spgm_lobes.publish import PublishError
 from spgm_lobes.recipe import load_script
@@ -223,7 +224,14 @@ def test_round_trip_train_publish_dry_run_from_hparams(wsj0mix_corpus, tmp_path)
     brain = run_recipe(argv, train.prepare_data, train.build_datasets)
 
     stage = tmp_path / "stage"
-    assert publish.main([str(run_dir), "--repo", "me/tiny", "--dry-run", "--stage-dir", str(stage)]) == 0
+    argv = [str(run_dir), "--repo", "me/tiny", "--dry-run", "--stage-dir", str(stage), "--listening-page"]
+    assert publish.main(argv) == 0
+    # the listening page of the example: the first test mixture, its references from the test CSV, metrics
+    page = stage / "listen" / "index.html"
+    assert "listen/index.html" in (stage / "README.md").read_text()
+    assert page.read_text().count("<audio") == 5 and "spgm-ap-s" in page.read_text()
+    (metrics,) = page_metrics(page)["sources"].values()
+    assert len(metrics["si-snr_i"]) == 2 and all(np.isfinite(metrics["sdr_i"]))
     front = yaml.safe_load((stage / "README.md").read_text().split("---")[1])
     avg = read_results_csv(run_dir / "test_results.csv").average
     metrics = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
@@ -256,3 +264,17 @@ def test_results_without_sdr_columns(tmp_path):
     (run_dir / "test_results.csv").write_text("snt_id,si-snr\navg,5.0\n")
     with pytest.raises(PublishError, match="no numeric si-snr_i"):
         publish.publish(run_dir, "me/g", dry_run=True)
+
+
+def test_listening_page_of_a_synthetic_example(run, tmp_path):
+    """No test CSV: the page has the synthetic example and its estimates, no references; restaging without
+    --listening-page removes the earlier page."""
+    run_dir, _ = run
+    stage = tmp_path / "s"
+    publish.publish(run_dir, "me/x", dry_run=True, stage_dir=stage, log=lambda _: None, listening_page=True)
+    text = (stage / "listen" / "index.html").read_text()
+    assert text.count("<audio") == 3 and "Reference" not in text
+    assert sorted(p.name for p in (stage / "listen").iterdir()) == ["audio", "img", "index.html"]
+    publish.publish(run_dir, "me/x", dry_run=True, stage_dir=stage, log=lambda _: None)
+    assert sorted(p.name for p in stage.iterdir()) == sorted(publish.STAGED_FILES)
+    assert "listen/index.html" not in (stage / "README.md").read_text()

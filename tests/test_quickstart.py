@@ -15,6 +15,7 @@ def test_quickstart_debug(tmp_path, capsys):
     result = main(["--output", str(tmp_path), "--debug", "--minutes", "0"])
     printed = capsys.readouterr().out
     assert "SI-SNRi" in printed and "SDRi" in printed and "Example separation" in printed
+    assert f"Listening page (best, median and worst test mixtures by SI-SNRi): {tmp_path / 'listen'}" in printed
     rows = read_results_csv(tmp_path / "run" / "test_results.csv").rows
     assert rows and all(math.isfinite(r["si-snr_i"]) and math.isfinite(r["sdr_i"]) for r in rows)
     assert math.isfinite(result["si_snr_i"])

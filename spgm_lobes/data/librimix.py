@@ -18,9 +18,7 @@ The loudness rules live in :mod:`spgm_lobes.dsp.loudness` and are shared with
 and :func:`prepare_librimix` lists a created corpus for the separation recipe.
 """
 
-import contextlib
 import csv
-import functools
 import os
 import re
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from spgm_lobes.data.csv_dataset import write_csv
 from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset
 from spgm_lobes.dsp.audio import audio_info, read_audio, resample
 from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
+from spgm_lobes.workers import process_map
 
 SPLITS = ("train-360", "dev", "test")
 NOISE_FOLDERS = {"train-360": "tr", "train-100": "tr", "dev": "cv", "test": "tt"}
@@ -212,21 +211,6 @@ def _write_csv(path, columns, rows):
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _worker_map(num_workers):
-    """An ordered ``map`` running in ``num_workers`` processes (0: in this process)."""
-    if num_workers <= 0:
-        yield map
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # "spawn": forking a process that already ran torch's OpenMP kernels can deadlock the children.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as ex:
-        yield functools.partial(ex.map, chunksize=4)
-
-
 def _metadata_row(job):
     """Gains of one group of utterances (one metadata row and its info row)."""
     corpus, group, wham_root, noise_path, seed = job
@@ -310,7 +294,7 @@ def generate_metadata(
         [{"speaker": spk, "split": split} for split in SPLITS for spk in parts[split]],
     )
     written = {}
-    with _worker_map(num_workers) as worker_map:
+    with process_map(num_workers) as worker_map:
         for split_index, split in enumerate(SPLITS):
             rng = np.random.default_rng([seed, split_index])
             speakers = set(parts[split])
@@ -516,7 +500,7 @@ def create_librimix(
     for mode in modes:
         fit_length([np.zeros(1)], mode)  # validates the mode name early
     out_dir = None
-    with _worker_map(num_workers) as worker_map:
+    with process_map(num_workers) as worker_map:
         for metadata_file in metadata_files:
             out_dir = _create_split(
                 metadata_file,

@@ -1,20 +1,31 @@
-"""Per-utterance separation metrics: SI-SNR, SDR and their improvements.
+"""Per-utterance separation metrics: SI-SNR, SDR and their improvements, per source and averaged.
 
-SI-SNR uses SpeechBrain's permutation-invariant loss; SDR is BSS-eval's SDR
-(512-tap distortion filter) from ``torchmetrics`` under the best permutation,
-which matches ``mir_eval.separation.bss_eval_sources`` (deprecated in
-mir_eval 0.8) to about 0.01 dB. Both are computed on the valid samples of one
-utterance, so results do not depend on batching.
+SI-SNR is SpeechBrain's formula (:func:`spgm_lobes.losses.si_snr.pairwise_neg_si_snr`)
+under the permutation with the best mean; SDR is BSS-eval's SDR (512-tap
+distortion filter) from ``torchmetrics`` under its own best permutation, which
+matches ``mir_eval.separation.bss_eval_sources`` (deprecated in mir_eval 0.8)
+to about 0.01 dB. Both are computed on the valid samples of one utterance, so
+results do not depend on batching. :func:`separation_metrics` (the columns of
+``test_results.csv``) is the mean over sources of :func:`per_source_metrics`.
 """
 
 import itertools
 
+import torch
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
-from torchmetrics.functional.audio import permutation_invariant_training, signal_distortion_ratio
+from torchmetrics.functional.audio import signal_distortion_ratio
 
 from ..losses.si_snr import pairwise_neg_si_snr, permutation_min
 
 METRIC_COLUMNS = ("sdr", "sdr_i", "si-snr", "si-snr_i")
+
+
+def _best_permutation(score_matrix):
+    """``(mean score, permutation)`` of the assignment with the highest mean score of a ``[C, C]``
+    (reference, estimate) matrix: ``permutation[i]`` is the estimate matched with reference ``i``."""
+    loss, index = permutation_min(-score_matrix.unsqueeze(0))
+    C = score_matrix.shape[-1]
+    return -loss.item(), next(itertools.islice(itertools.permutations(range(C)), int(index), None))
 
 
 def si_snr_pit(est, refs):
@@ -44,9 +55,25 @@ def si_snr_per_source(est, refs):
     ((1, 0), True, True)
     """
     pairs = -pairwise_neg_si_snr(est[None].float(), refs[None].float())[0]  # [reference, estimate]
-    _, index = permutation_min(-pairs[None])
-    order = list(itertools.permutations(range(pairs.shape[0])))[int(index)]
+    _, order = _best_permutation(pairs)
     return [float(pairs[i, j]) for i, j in enumerate(order)], order
+
+
+def _sdr_pairs(est, refs):
+    """BSS-eval SDR (dB, float64) of ``est[:, k]`` against ``refs[:, k]`` for every ``k``: ``[T, K]`` x 2 -> ``[K]``.
+
+    One pair per call: a batched call (twice as fast on a CPU) solves its distortion filters with a batched
+    float64 ``torch.linalg.solve``, which in the MKL build of torch 2.14 fails ("Intel oneMKL ERROR: Parameter 6
+    was incorrect on entry to DLASWP", then hangs) once ``torch.set_num_threads(n >= 2)`` has been called, as the
+    quickstart does."""
+    est, refs = est.detach().double(), refs.detach().double()
+    return torch.stack([signal_distortion_ratio(est[:, k], refs[:, k]) for k in range(est.shape[1])])
+
+
+def _all_pairs(est, refs):
+    """Columns of every (reference ``i``, estimate ``j``) pair, ``i * C + j``: two ``[T, C * C]`` tensors."""
+    C = refs.shape[1]
+    return est.repeat(1, C), refs.repeat_interleave(C, dim=1)
 
 
 def sdr_bss_eval(est, refs):
@@ -59,16 +86,58 @@ def sdr_bss_eval(est, refs):
     >>> round(sdr_bss_eval(refs.flip(-1) + 0.1 * torch.randn(4000, 2), refs)) in (19, 20, 21)
     True
     """
-    preds = est.detach().double().T.unsqueeze(0)
-    target = refs.detach().double().T.unsqueeze(0)
-    best, _ = permutation_invariant_training(
-        preds, target, signal_distortion_ratio, mode="speaker-wise", eval_func="max"
-    )
-    return float(best)
+    return _best_permutation(_sdr_pairs(*_all_pairs(est, refs)).view(refs.shape[1], -1))[0]
+
+
+def per_source_metrics(est, refs, mix):
+    """SDR, SDRi, SI-SNR and SI-SNRi of each reference and the estimate matched with it.
+
+    Arguments
+    ---------
+    est : torch.Tensor
+        Estimates ``[T, C]`` in any order.
+    refs : torch.Tensor
+        References ``[T, C]``.
+    mix : torch.Tensor
+        Mixture ``[T]`` (the baseline of the improvements).
+
+    Returns
+    -------
+    dict
+        ``sdr``, ``sdr_i``, ``si-snr``, ``si-snr_i``: lists of ``C`` floats in reference order;
+        ``order``: the estimate matched with each reference (SI-SNR's best permutation,
+        :func:`si_snr_per_source`); ``sdr_order``: the same for SDR, which picks its own best
+        permutation as BSS-eval does (it differs from ``order`` only for poor separations).
+
+    Example
+    -------
+    >>> refs = torch.randn(4000, 2)
+    >>> m = per_source_metrics(refs.flip(-1) + 0.1 * torch.randn(4000, 2), refs, refs.sum(-1))
+    >>> m["order"], m["sdr_order"], [round(v) for v in m["si-snr"]]
+    ((1, 0), (1, 0), [20, 20])
+    """
+    C = refs.shape[1]
+    mix = mix.reshape(-1, 1).expand(-1, C)
+    si_snr, order = si_snr_per_source(est, refs)
+    si_snr_mix, _ = si_snr_per_source(mix, refs)  # every column is the mixture: reference i against it
+    # every (reference, estimate) pair and the mixture against each reference
+    pairs_est, pairs_ref = _all_pairs(est, refs)
+    sdr_all = _sdr_pairs(torch.cat([pairs_est, mix], 1), torch.cat([pairs_ref, refs], 1))
+    sdr_matrix, sdr_mix = sdr_all[: C * C].view(C, C), sdr_all[C * C :].tolist()
+    _, sdr_order = _best_permutation(sdr_matrix)
+    sdr = [sdr_matrix[i, sdr_order[i]].item() for i in range(C)]
+    return {
+        "sdr": sdr,
+        "sdr_i": [s - m for s, m in zip(sdr, sdr_mix)],
+        "si-snr": si_snr,
+        "si-snr_i": [s - m for s, m in zip(si_snr, si_snr_mix)],
+        "order": order,
+        "sdr_order": sdr_order,
+    }
 
 
 def separation_metrics(est, refs, mix):
-    """SDR, SDRi, SI-SNR and SI-SNRi of one utterance.
+    """SDR, SDRi, SI-SNR and SI-SNRi of one utterance: the means over sources of :func:`per_source_metrics`.
 
     Arguments
     ---------
@@ -87,9 +156,5 @@ def separation_metrics(est, refs, mix):
     >>> sorted(m), m["si-snr_i"] > 10
     (['sdr', 'sdr_i', 'si-snr', 'si-snr_i'], True)
     """
-    baseline = mix.unsqueeze(-1).expand_as(refs)
-    sisnr = si_snr_pit(est, refs)
-    sisnr_mix = si_snr_pit(baseline, refs)
-    sdr = sdr_bss_eval(est, refs)
-    sdr_mix = sdr_bss_eval(baseline, refs)
-    return {"sdr": sdr, "sdr_i": sdr - sdr_mix, "si-snr": sisnr, "si-snr_i": sisnr - sisnr_mix}
+    per_source = per_source_metrics(est, refs, mix)
+    return {key: sum(per_source[key]) / len(per_source[key]) for key in METRIC_COLUMNS}

@@ -1,0 +1,22 @@
+"""Smoke test of bench/time_to_quality.py --quick with a listening page of its final test (CPU, tiny model)."""
+
+import pytest
+
+from spgm_lobes.listen import page_metrics
+from spgm_lobes.metrics.results import read_results_csv
+from spgm_lobes.recipe import load_script
+from spgm_lobes.testing import REPO_ROOT
+
+
+@pytest.mark.slow
+def test_quick_run_writes_a_listening_page_of_its_final_test(tmp_path):
+    bench = load_script(REPO_ROOT / "bench" / "time_to_quality.py", "time_to_quality")
+    out, page = tmp_path / "out", tmp_path / "page"
+    rows = bench.main(["--quick", "--out", str(out), "--work_dir", str(tmp_path / "work"), "--html", str(page)])
+    assert rows[-1]["kind"] == "final (best checkpoint)"
+    (train_dir,) = out.glob("train_*")
+    results = {r["snt_id"]: r for r in read_results_csv(train_dir / "test_results.csv").rows}
+    summary = page_metrics(page / "index.html")["summary"]
+    assert len(results) == 4
+    assert summary == {snt_id: {k: v for k, v in row.items() if k != "snt_id"} for snt_id, row in results.items()}
+    assert not (train_dir / "audio_results").exists()  # the saved test audio is gone once the page is written
