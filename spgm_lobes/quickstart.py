@@ -2,34 +2,31 @@
 
 ::
 
-    python -m spgm_lobes.quickstart [--output quickstart] [--minutes 10] [--librispeech PATH] [--debug]
+    python -m spgm_lobes.quickstart [--output quickstart] [--minutes M] [--librispeech PATH] [--debug]
 
 1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
    with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
    in the wsj0-2mix layout under ``<output>/corpus``;
-2. trains a small SPGM-AP with the real WSJ0Mix recipe (its ``hparams/spgm.yaml``,
-   ``prepare_data`` and ``build_datasets`` of :mod:`spgm_lobes.data.wsj0mix`) and
+2. trains with the real WSJ0Mix recipe (its hparams, ``prepare_data`` and
+   ``build_datasets`` of :mod:`spgm_lobes.data.wsj0mix`) and
    :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
    training speakers, for a time budget (``--minutes``, through
-   :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`), on the GPU when
-   there is one;
+   :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`): on the CPU a small
+   SPGM-AP for 10 minutes (``MODEL``, ``TRAINING``), on a GPU the paper's
+   SPGM-AP-S in the fast regime for 5 minutes (``GPU_TRAINING``);
 3. evaluates the best checkpoint on the test speakers and prints the SI-SNRi /
    SDRi table (``<output>/run/test_results.csv``);
 4. separates one test mixture: ``<output>/example/*.wav`` and
    ``<output>/example/separation.png`` (spectrograms of mixture, estimates and
-   references);
+   references), and writes a listening page of the best, median and worst test
+   mixtures (``<output>/listen/index.html``);
 5. stages a publishable model folder with ``spgm-publish --dry-run``
    (``<output>/model``), loadable with
    ``SepformerSeparation.from_hparams(source=<output>/model)``.
 
 The default corpus is synthetic (source-filter voices): the trained model
-separates such voices, not real speech.
-
-Measured (2026-11-22, fresh clone and virtual environment, 2-core CPU, two
-training threads, default ``--minutes 10``): install and quickstart together
-11.2 min, 80 epochs of 50 steps, test SI-SNRi 6.7 dB / SDRi 7.3 dB on 100
-mixtures of 24 unseen speakers. On 2026-12-02, on a slower 2-core machine:
-12.1 min, 59 epochs, 6.3 dB SI-SNRi / 7.0 dB SDRi.
+separates such voices, not real speech. What it reaches is in the README's
+results table and, dated, in ``bench/README.md``.
 """
 
 import argparse
