@@ -175,8 +175,7 @@ def build_datasets_with_marks(recipe, marks):
     return build
 
 
-def recipe_argv(args, libri2mix, corpus, train_dir, save_dir, device):
-    lbm = load_script(REPO / "bench" / "librimix_mini.py", "ttq_librimix_mini")
+def recipe_argv(args, libri2mix, dm_folder, train_dir, save_dir, device):
     hparams = RECIPE / "hparams" / f"{Path(args.hparams).stem}.yaml"
     if not hparams.is_file():
         raise FileNotFoundError(f"No LibriMix recipe hparams {hparams}")
@@ -188,7 +187,7 @@ def recipe_argv(args, libri2mix, corpus, train_dir, save_dir, device):
         "--save_folder", str(save_dir),
         "--epoch_counter", counter,
         "--dynamic_mixing", "True",
-        "--base_folder_dm", str(lbm.train_speaker_folder(libri2mix, corpus)),
+        "--base_folder_dm", str(dm_folder),
         "--dm_mixtures_per_epoch", str(args.epoch_mixtures),
         "--num_workers", str(args.num_workers),
         "--device", device,
@@ -242,7 +241,7 @@ def run(args):
     marks = {"mark_s": 60 * args.mark_minutes, "next_s": 60 * args.mark_minutes, "rows": [], "row": make_row(args)}
     marks["sync_debug"] = args.sync_debug
     MarkedBrain.marks = marks
-    argv = recipe_argv(args, libri2mix, corpus, train_dir, save_dir, device)
+    argv = recipe_argv(args, libri2mix, lbm.train_speaker_folder(libri2mix, corpus), train_dir, save_dir, device)
     print("Recipe:", " ".join(argv), flush=True)
 
     class Brain(MarkedBrain):
