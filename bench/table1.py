@@ -150,11 +150,13 @@ def read_run_rows(folder):
         return list(csv.DictReader(f))
 
 
-def failure_tail(folder, lines=3):
+def failure_tail(folder, width=100):
+    """The last error line of a failed run's log (else its last line), cut to ``width`` characters."""
     log = folder / "run.log"
     text = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-    errors = [line for line in text if "Error" in line or "error" in line]
-    return " / ".join((errors or text)[-lines:]) or "no output"
+    errors = [line for line in text if "Error" in line]
+    line = (errors or text or ["no output"])[-1].strip()
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def mark_index(row, args):
@@ -223,8 +225,8 @@ def write_outputs(args, out, table, done):
     for r in table:
         lines.append(
             f"| {r['paper_name']} | `{r['row']}` | {r['parameters']} / {r['paper_parameters']} | {r['seeds']} | "
-            f"{r['si-snr_i']} | {r['sdr_i']} | {r['train_min']} | {r['mark_si-snr_i']} ({r['mark_min']} min) | "
-            f"{r['per_seed']} |"
+            f"{r['si-snr_i']} | {r['sdr_i']} | {r['train_min']} | "
+            f"{r['mark_si-snr_i'] or 'failed'} ({r['mark_min']} min) | {r['per_seed']} |"
         )
     lines.append(
         f"\n{args.regime} regime, {args.minutes:g} minutes of training per run, {args.parallel} run(s) at a time on "
