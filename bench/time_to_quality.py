@@ -63,9 +63,9 @@ REGIMES = {
     "fast": ["--regime", "fast"],
     "speechbrain": ["--use_fast_path", "False", "--precision", "fp32", "--batch_size", "1", "--lr", "0.00015"],
 }
-# about a minute of training on an H200 (fast: ~650 audio-s/s of 4-s crops; speechbrain: ~65 of 5-s crops), so
-# that the budget's last epoch end falls near its end
-EPOCH_MIXTURES = {"fast": 12000, "speechbrain": 750}
+# under a minute of training each on an H200 (fast: ~630 audio-s/s of 4-s crops, 40 s; speechbrain: ~65 of 5-s
+# crops, 1 minute), so that the budget's last epoch end falls near its end
+EPOCH_MIXTURES = {"fast": 6000, "speechbrain": 750}
 
 
 def parse_args(argv=None):
