@@ -7,12 +7,13 @@ seed list and the same ``--minutes`` of training for every row. The rows are, by
 IntraSepformer-16, SPGM-LE-S and SPGM-AP-S (``--rows`` adds e.g. ``spgm-le``, ``spgm`` for the 26M models).
 
 ``--parallel N`` runs N rows at a time on the one GPU, so that the four rows fit in one call of under 10 minutes
-instead of four; the rows then share the GPU (each gets about 1/N of it): still an equal budget, but a smaller one
-than N separate runs would give. In the fast regime (batch 16 of 4-s crops) a 13M row takes about 17 GiB of GPU
-memory and a Sepformer row more than 29 GiB. GPU run (about 9 minutes)::
+instead of four. The rows then share the GPU: still an equal budget for every row, but each trains more slowly than
+alone (on an H200, four 13M rows side by side each trained about 40% as fast as one run alone). In the fast regime
+(batch 16 of 4-s crops) a 13M row takes about 17 GiB of GPU memory and a Sepformer row more than 29 GiB. GPU run
+(about 9 minutes; epochs of 2,000 mixtures, since each row trains at a fraction of the GPU's rate)::
 
     python bench/table1.py --librispeech ../shared/data/librispeech-mini --out results/table1 --parallel 4 \\
-        --minutes 6.5
+        --minutes 6.3 --mark_minutes 1.7 --epoch_mixtures 2000 --num_workers 3
 
 CPU smoke run (tiny models and corpus, synthetic speech when no folder is given)::
 
@@ -21,11 +22,15 @@ CPU smoke run (tiny models and corpus, synthetic speech when no folder is given)
 It writes ``<out>/<row>_s<seed>/`` (each run's time-to-quality files and logs), ``<out>/table1.md`` and
 ``<out>/table1.csv`` (the best checkpoint of each run, by validation, tested on the 25 unseen test speakers; the
 mean over seeds; the last test mark that every run reached) and ``<out>/table1.png`` (every run's curve).
-A row that fails (out of memory, say) is reported as failed with the end of its log, and the others are kept.
+A row that fails (out of memory, say) is reported as failed with the last error line of its log, and the others are
+kept. ``--summarize`` only writes the table of the runs already in ``--out`` (same ``--rows``, ``--seeds``,
+``--regime`` and ``--mark_minutes``), e.g. of ``time_to_quality.py`` runs started by hand as
+``--out <out>/<row>_s<seed>/out``.
 """
 
 import argparse
 import csv
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,7 +80,9 @@ def parse_args(argv=None):
     parser.add_argument("--minutes", type=float, help="training budget of every run (default 9; quick 0.2)")
     parser.add_argument("--mark_minutes", type=float, help="test-set evaluation interval (default 1; quick 0.1)")
     parser.add_argument("--regime", default="fast", help="time_to_quality.py regime (default fast)")
+    parser.add_argument("--epoch_mixtures", type=int, help="dynamic-mixing mixtures per epoch (default: the bench's)")
     parser.add_argument("--num_workers", type=int, help="data workers of each run (default: the bench's)")
+    parser.add_argument("--summarize", action="store_true", help="only write the table of the runs already in --out")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny models, tiny data")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further recipe options, every row")
     args = parser.parse_args(argv)
@@ -86,6 +93,10 @@ def parse_args(argv=None):
     unknown = [r for r in args.rows if r not in PAPER]
     if unknown:
         parser.error(f"unknown row(s) {unknown}; choose from {sorted(PAPER)}")
+    for name, values in (("--rows", args.rows), ("--seeds", args.seeds)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            parser.error(f"{name} repeats {', '.join(repeated)}: each run needs its own folder")
     args.minutes = args.minutes if args.minutes is not None else (0.2 if args.quick else 9.0)
     args.mark_minutes = args.mark_minutes if args.mark_minutes is not None else (0.1 if args.quick else 1.0)
     return args
@@ -101,30 +112,45 @@ def run_command(args, row, seed, folder):
         cmd += ["--librispeech", args.librispeech]
     if args.num_workers is not None:
         cmd += ["--num_workers", str(args.num_workers)]
+    if args.epoch_mixtures is not None:
+        cmd += ["--epoch_mixtures", str(args.epoch_mixtures)]
     if args.extra:
         cmd += ["--extra", *args.extra]
     return cmd
 
 
+def run_folder(out, row, seed):
+    return out / f"{row}_s{seed}"
+
+
 def run_all(args, out):
-    """Runs every (row, seed), ``args.parallel`` at a time; returns {(row, seed): (returncode, folder)}."""
+    """Runs every (row, seed), ``args.parallel`` at a time, each in a fresh ``<out>/<row>_s<seed>`` folder;
+    returns {(row, seed): returncode}. Interrupted (Ctrl-C, an error), it stops the runs it started."""
     jobs = [(row, seed) for seed in args.seeds for row in args.rows]
     running, done = {}, {}
-    while jobs or running:
-        while jobs and len(running) < args.parallel:
-            row, seed = jobs.pop(0)
-            folder = out / f"{row}_s{seed}"
-            folder.mkdir(parents=True, exist_ok=True)
-            log = open(folder / "run.log", "w")
-            print(f"[table1] start {row} seed {seed} -> {folder}", flush=True)
-            running[(row, seed)] = (subprocess.Popen(run_command(args, row, seed, folder), stdout=log, stderr=log), log)
-        for key, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                done[key] = (proc.returncode, out / f"{key[0]}_s{key[1]}")
-                print(f"[table1] {key[0]} seed {key[1]} ended with code {proc.returncode}", flush=True)
-                del running[key]
-        time.sleep(0.5)
+    try:
+        while jobs or running:
+            while jobs and len(running) < args.parallel:
+                row, seed = jobs.pop(0)
+                folder = run_folder(out, row, seed)
+                shutil.rmtree(folder, ignore_errors=True)  # nothing of an earlier run is read back
+                folder.mkdir(parents=True)
+                log = open(folder / "run.log", "w")
+                print(f"[table1] start {row} seed {seed} -> {folder}", flush=True)
+                proc = subprocess.Popen(run_command(args, row, seed, folder), stdout=log, stderr=log)
+                running[(row, seed)] = (proc, log)
+            for key, (proc, log) in list(running.items()):
+                if proc.poll() is not None:
+                    log.close()
+                    done[key] = proc.returncode
+                    print(f"[table1] {key[0]} seed {key[1]} ended with code {proc.returncode}", flush=True)
+                    del running[key]
+            time.sleep(0.5)
+    finally:
+        for proc, log in running.values():
+            proc.terminate()
+            proc.wait()
+            log.close()
     return done
 
 
@@ -141,12 +167,12 @@ def parameter_count(row, quick):
     return sum(count_parameters(m) for m in arch["modules"].values())
 
 
-def read_run_rows(folder):
-    """The run's CSV rows (marks and final), or None when the run wrote none."""
-    paths = sorted((folder / "out").glob("ttq_*.csv"))
-    if not paths:
+def read_run_rows(folder, regime, row, seed):
+    """The run's CSV rows (marks, then the final one), or None when the run wrote none."""
+    path = folder / "out" / f"ttq_{regime}_{row}_s{seed}.csv"
+    if not path.is_file():
         return None
-    with open(paths[0], newline="") as f:
+    with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -160,8 +186,9 @@ def failure_tail(folder, width=100):
 
 
 def mark_index(row, args):
-    """Which test mark (1, 2, ...) a CSV row of kind ``mark`` is."""
-    return round(float(row["train_min"]) / args.mark_minutes)
+    """Which test mark (1, 2, ...) a CSV row of kind ``mark`` is: a mark is evaluated at the first step end past
+    its time (``train_min`` is rounded to 1e-3), and a step longer than the interval skips to the latest mark."""
+    return int((float(row["train_min"]) + 1e-3) / args.mark_minutes)
 
 
 def mean_over_seeds(finals, key):
@@ -175,28 +202,30 @@ def format_count(n):
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
 
 
-def summarize(args, done):
-    """One table row per architecture: the best checkpoint's test scores (mean over seeds) and the test SI-SNRi at
-    the last mark that every finished run reached (the same training time for all)."""
+def summarize(args, out, codes=None):
+    """One table row per architecture: the test scores of each run's best checkpoint (mean over seeds) and the
+    test SI-SNRi at the last mark that every finished run reached (the same training time for all).
+
+    ``codes`` maps (row, seed) to the run's exit status; without it (``--summarize``), a run counts as finished
+    when its CSV ends with the final test."""
     runs = {}
     for row in args.rows:
         for seed in args.seeds:
-            code, folder = done[(row, seed)]
-            rows = read_run_rows(folder)
-            ok = code == 0 and rows and rows[-1]["kind"] != "mark"
+            folder = run_folder(out, row, seed)
+            rows = read_run_rows(folder, args.regime, row, seed)
+            ok = (codes is None or codes[(row, seed)] == 0) and rows and rows[-1]["kind"] != "mark"
             runs[(row, seed)] = rows if ok else failure_tail(folder)
     finished = [rows for rows in runs.values() if not isinstance(rows, str)]
-    marks = [{mark_index(r, args): r for r in rows if r["kind"] == "mark"} for rows in finished]
-    last = min((max(m) for m in marks if m), default=None)
+    last = min((max(mark_index(r, args) for r in rows if r["kind"] == "mark") for rows in finished
+                if any(r["kind"] == "mark" for r in rows)), default=None)  # fmt: skip
     table = []
     for row in args.rows:
         finals = {s: runs[(row, s)] for s in args.seeds if not isinstance(runs[(row, s)], str)}
-        at_mark = [
-            float(r["si-snr_i"])
-            for rows in finals.values()
-            for r in rows
-            if r["kind"] == "mark" and mark_index(r, args) == last
-        ]
+        at_mark = []  # each run's latest mark at or before the common one (a long step may skip a mark)
+        for rows in finals.values():
+            before = [r for r in rows if r["kind"] == "mark" and last is not None and mark_index(r, args) <= last]
+            if before:
+                at_mark.append(float(before[-1]["si-snr_i"]))
         per_seed = [f"seed {s}: {float(rows[-1]['si-snr_i']):.2f}" for s, rows in finals.items()]
         per_seed += [f"seed {s}: failed ({runs[(row, s)]})" for s in args.seeds if s not in finals]
         mean = partial(mean_over_seeds, finals)
@@ -216,10 +245,10 @@ def summarize(args, done):
     return table
 
 
-def write_outputs(args, out, table, done):
+def write_outputs(args, out, table):
     lines = [
         "| architecture (paper) | recipe hparams | parameters (ours / paper) | runs | test SI-SNRi (dB) | SDRi (dB) | "
-        "training min (best checkpoint) | SI-SNRi at the last common mark | per seed (best checkpoint) |",
+        "training minutes (whole run) | SI-SNRi at the last common mark | per seed (best checkpoint) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
@@ -239,7 +268,8 @@ def write_outputs(args, out, table, done):
         writer.writeheader()
         writer.writerows(table)
     ttq = load_script(REPO / "bench" / "time_to_quality.py", "table1_time_to_quality")
-    ttq.plot([folder / "out" for _, folder in done.values()], out / "table1.png")
+    folders = [run_folder(out, row, seed) / "out" for row in args.rows for seed in args.seeds]
+    ttq.plot([f for f in folders if f.is_dir()], out / "table1.png")
     return text
 
 
@@ -247,9 +277,9 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    done = run_all(args, out)
-    table = summarize(args, done)
-    text = write_outputs(args, out, table, done)
+    codes = None if args.summarize else run_all(args, out)
+    table = summarize(args, out, codes)
+    text = write_outputs(args, out, table)
     print(text)
     return table
 
