@@ -54,7 +54,6 @@ PAPER = {
     "spgm-le": ("SPGM-LE", "26.2M"),
     "spgm": ("SPGM-AP", "26.2M"),
 }
-ARCHITECTURE_FILE = {"spgm": "spgm-ap"}  # recipe hparams name -> hparams/ architecture file, where they differ
 COLUMNS = [
     "row",
     "paper_name",
@@ -155,16 +154,17 @@ def run_all(args, out):
 
 
 def parameter_count(row, quick):
-    """Parameters of the row's architecture (with the tiny sizes under ``--quick``)."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    from spgm_lobes.architectures import architecture_path
+    """Parameters of the row's architecture (the ``architecture`` its recipe file names; the tiny sizes under
+    ``--quick``), counted on the meta device."""
+    from spgm_lobes.architectures import recipe_hparams_path
+    from spgm_lobes.card import architecture_keys
+    from spgm_lobes.pretrained import build_architecture
     from spgm_lobes.profile import count_parameters
     from spgm_lobes.testing import TINY_ARCH_OVERRIDES
 
-    with open(architecture_path(ARCHITECTURE_FILE.get(row, row)), encoding="utf-8") as f:
-        arch = load_hyperpyyaml(f, TINY_ARCH_OVERRIDES if quick else None)
-    return sum(count_parameters(m) for m in arch["modules"].values())
+    architecture = architecture_keys(recipe_hparams_path("LibriMix/separation", row))["architecture"]
+    modules = build_architecture(architecture, TINY_ARCH_OVERRIDES if quick else None, device="meta")
+    return sum(count_parameters(m) for m in modules.values())
 
 
 def read_run_rows(folder, regime, row, seed):
