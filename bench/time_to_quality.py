@@ -15,11 +15,13 @@
 Regimes (``--regime``):
 
 * ``fast``: the recipes' ``--regime fast`` (``hparams/regimes/fast.yaml``): compiled bf16 fast path,
-  batches of fixed-shape 4-s crops, LR warm-up then the paper's halving on plateau;
+  batches of fixed-shape 2-s crops, LR warm-up, the paper's halving on plateau, and the LR annealed
+  to zero over the second half of the budget;
 * ``speechbrain``: as SpeechBrain's Sepformer recipe trains: plain SpeechBrain modules, fp32,
   batch 1, Adam at 1.5e-4, no compilation (the recipe's defaults, with ``use_fast_path: False``).
 
-It writes ``<out>/ttq_<regime>_<hparams>_s<seed>.csv`` (one row per mark, then the final one),
+It writes ``<out>/ttq_<regime>_<hparams>_s<seed>.csv`` (one row per mark, rewritten at each mark so that
+a run stopped early keeps its curve, then the final one),
 ``<out>/time_to_quality.png`` (every ``ttq_*.csv`` of ``<out>`` and of ``--compare`` folders on one
 plot) and ``<out>/time_to_quality.md`` (the table). GPU run (under 10 minutes)::
 
@@ -63,7 +65,7 @@ REGIMES = {
     "fast": ["--regime", "fast"],
     "speechbrain": ["--use_fast_path", "False", "--precision", "fp32", "--batch_size", "1", "--lr", "0.00015"],
 }
-# under a minute of training each on an H200 (fast: ~630 audio-s/s of 4-s crops, 40 s; speechbrain: ~65 of 5-s
+# under a minute of training each on an H200 (fast: ~500 audio-s/s of 2-s crops, 25 s; speechbrain: ~65 of 5-s
 # crops, 1 minute), so that the budget's last epoch end falls near its end
 EPOCH_MIXTURES = {"fast": 6000, "speechbrain": 750}
 
@@ -155,6 +157,7 @@ class MarkedBrain(SeparationBrain):
             data_wait=self._data_wait_s / busy if busy else 0.0,
         )
         self.marks["rows"].append(row)
+        write_csv(self.marks["csv"], self.marks["rows"])
         rate = row["audio_h"] * 3600 / max(train_s, 1e-9)
         print(
             f"[{kind} {row['train_min']:.2f} min] test SI-SNRi {row['si-snr_i']:.2f} dB, {row['audio_h']} h of "
@@ -241,6 +244,8 @@ def run(args):
     print(f"Corpus: {libri2mix} ({(time.monotonic() - start) / 60:.2f} min)", flush=True)
 
     marks = {"mark_s": 60 * args.mark_minutes, "next_s": 60 * args.mark_minutes, "rows": [], "row": make_row(args)}
+    marks["csv"] = out / f"ttq_{name}.csv"
+    marks["csv"].unlink(missing_ok=True)
     marks["sync_debug"] = args.sync_debug
     MarkedBrain.marks = marks
     argv = recipe_argv(args, libri2mix, lbm.train_speaker_folder(libri2mix, corpus), train_dir, save_dir, device)
@@ -271,11 +276,7 @@ def run(args):
         data_wait=0.0,
     )
     marks["rows"].append(final)
-    csv_path = out / f"ttq_{name}.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(marks["rows"])
+    write_csv(marks["csv"], marks["rows"])
     warmup_s = getattr(brain.hparams.epoch_counter, "warmup_s", 0.0)
     print(f"Recipe wall clock {wall_min:.2f} min (first-step compilation / warm-up {warmup_s:.0f} s)", flush=True)
     table = markdown_table(marks["rows"])
@@ -288,6 +289,16 @@ def run(args):
         print(f"Listening page: {page} ({n} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return marks["rows"]
+
+
+def write_csv(path, rows):
+    """Writes the run's rows so far (through a temporary file: a killed run never leaves half a CSV)."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def read_rows(folders):

@@ -24,6 +24,7 @@ Two kinds of time are treated apart, both reported by the training loop
 """
 
 import logging
+import math
 import time
 
 from speechbrain.utils.epoch_loop import EpochCounter
@@ -75,6 +76,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._longest_epoch_s = 0.0
         self._excluded_s = 0.0  # in all, since the start
         self._epoch_excluded_s = 0.0  # excluded + warm-up time of the running epoch
+        self._epoch_start_s = 0.0  # training seconds when the running epoch started
         self.warmup_s = 0.0
 
     def note_warmup(self, seconds):
@@ -96,6 +98,28 @@ class TimeBudgetEpochCounter(EpochCounter):
             return 0.0
         return self.clock() - self._start - self._excluded_s
 
+    def expected_end_seconds(self):
+        """Training seconds at which the run is expected to stop (``None`` without a budget): the end of
+        the last epoch that fits the budget, if the running and later epochs take as long as the longest
+        so far; the budget itself while no epoch has finished.
+
+        Example
+        -------
+        >>> now = [0.0]
+        >>> counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
+        >>> next(counter), counter.expected_end_seconds()  # nothing known yet: the budget
+        (1, 600.0)
+        >>> now[0] = 70.0
+        >>> next(counter), counter.expected_end_seconds()  # 70-s epochs: epochs 2 to 8 fit, ending at 560 s
+        (2, 560.0)
+        """
+        if self.budget_s is None:
+            return None
+        if self._longest_epoch_s <= 0:
+            return self.budget_s
+        fitting = max(1, math.floor((self.budget_s - self._epoch_start_s) / self._longest_epoch_s))
+        return self._epoch_start_s + fitting * self._longest_epoch_s
+
     def __next__(self):
         now = self.clock()
         if self._start is None:
@@ -105,6 +129,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._last = now
         self._epoch_excluded_s = 0.0
         elapsed = self.training_seconds()
+        self._epoch_start_s = elapsed
         if self.budget_s is not None and self._longest_epoch_s > 0 and elapsed + self._longest_epoch_s > self.budget_s:
             logger.info(
                 "Time budget of %.1f min: stopping after %.1f min of training (epochs take up to %.1f min; "

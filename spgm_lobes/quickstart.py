@@ -69,6 +69,7 @@ TRAINING = {
     "N_epochs": 200,
     "ckpt_interval_minutes": 0,
     "lr_patience": 5,  # the validation set is small and noisy: do not halve the LR on a fluke
+    "lr_anneal_fraction": 0.5,  # the LR decays to zero over the budget's second half
 }
 CORPUS = {  # mixtures per split; training draws new mixtures every epoch (dynamic mixing)
     "full": {"tr": 200, "cv": 40, "tt": 100},
@@ -80,9 +81,7 @@ DEBUG_MODEL = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32,
 # synthetic utterances (2-4 s) and epochs of a few hundred steps, so the schedule can act.
 GPU_ARCHITECTURE = "spgm-ap-s"
 GPU_TRAINING = {
-    "regime": "fast",
-    "batch_size": 32,
-    "training_signal_len": 16000,  # 2-s crops
+    "regime": "fast",  # batches of 16 2-s crops, LR annealed to zero over the budget's second half
     "dm_mixtures_per_epoch": 6400,
     "N_epochs": 1000,
     "ckpt_interval_minutes": 0,

@@ -1,4 +1,4 @@
-"""Learning-rate warm-up that composes with SpeechBrain's epoch-level schedulers.
+"""Step-level learning-rate schedules that compose with SpeechBrain's epoch-level schedulers.
 
 Large batches train best with a higher peak learning rate reached by a linear warm-up; after it,
 the recipes keep the paper's schedule (SpeechBrain's ``ReduceLROnPlateau``: halve after
@@ -6,6 +6,12 @@ the recipes keep the paper's schedule (SpeechBrain's ``ReduceLROnPlateau``: halv
 *base* learning rate, the one the epoch-level scheduler halves, and applies ``base * (k / steps)``
 for the first ``steps`` optimizer steps; :class:`spgm_lobes.separation.SeparationBrain` calls it
 before every optimizer step and hands it the epoch scheduler's decision at every epoch end.
+
+A run with a wall-clock budget (:class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`) can also
+end on an annealed rate: :class:`BudgetAnneal` scales the rate down linearly to zero over the last
+part of the expected training time, the schedule of budgeted training (Li et al., "Budgeted
+Training: Rethinking Deep Neural Network Training Under Resource Constraints", ICLR 2020). Its
+factor multiplies the warm-up's rate, so halving on plateau still acts on the base rate.
 """
 
 from speechbrain.nnet.schedulers import update_learning_rate
@@ -57,11 +63,14 @@ class LinearWarmup:
         """The fraction of the base rate applied at the next step."""
         return min(1.0, (self.done + 1) / self.steps) if self.steps > 0 else 1.0
 
-    def before_step(self, optimizer):
-        """Sets the learning rate of the next optimizer step."""
+    def before_step(self, optimizer, scale=1.0):
+        """Sets the learning rate of the next optimizer step: the base rate times the warm-up's
+        factor and ``scale`` (e.g. a :class:`BudgetAnneal` factor)."""
         if self.active:
-            _set_lr(optimizer, self.base_lr * self.factor())
+            _set_lr(optimizer, self.base_lr * self.factor() * scale)
             self.done += 1
+        elif scale != 1.0 or optimizer.param_groups[0]["lr"] != self.base_lr:
+            _set_lr(optimizer, self.base_lr * scale)
 
     def restore_base_lr(self, optimizer):
         """Puts the base rate back on the optimizer (before an epoch-level scheduler reads it)."""
@@ -85,6 +94,55 @@ class LinearWarmup:
         with open(path, encoding="utf-8") as f:
             steps, done, base_lr = f.read().split()
         self.steps, self.done, self.base_lr = int(steps), int(done), float(base_lr)
+
+
+class BudgetAnneal:
+    """Linear decay of the learning rate to zero over the last ``fraction`` of a time budget.
+
+    The end is the counter's expected end of training
+    (:meth:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter.expected_end_seconds`: the end of the last
+    epoch that fits the budget), re-estimated as epochs finish; the factor never rises again.
+
+    Arguments
+    ---------
+    fraction : float
+        Share of the expected training time over which the rate decays (0 < fraction <= 1).
+    counter : TimeBudgetEpochCounter
+        The run's epoch counter, with a budget (its clock gives the training time).
+
+    Example
+    -------
+    >>> from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+    >>> now = [0.0]
+    >>> counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
+    >>> anneal = BudgetAnneal(0.5, counter)
+    >>> _ = next(counter)
+    >>> factors = []
+    >>> for t in (0, 200, 300, 450, 600):
+    ...     now[0] = t
+    ...     factors.append(anneal.factor())
+    >>> factors
+    [1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+
+    def __init__(self, fraction, counter):
+        self.fraction = float(fraction)
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"lr_anneal_fraction must be in (0, 1], got {fraction}")
+        if getattr(counter, "expected_end_seconds", None) is None or counter.expected_end_seconds() is None:
+            raise ValueError(
+                "lr_anneal_fraction needs an epoch counter with a time budget "
+                f"(spgm_lobes.epoch_budget.TimeBudgetEpochCounter with minutes), got {counter!r}"
+            )
+        self.counter = counter
+        self.last = 1.0
+
+    def factor(self):
+        """The share of the rate to apply now (1 before the decay, 0 at the expected end)."""
+        end = self.counter.expected_end_seconds()
+        left = end - self.counter.training_seconds()
+        self.last = min(self.last, max(0.0, min(1.0, left / (self.fraction * end))))
+        return self.last
 
 
 def _set_lr(optimizer, lr):

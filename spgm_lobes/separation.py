@@ -15,7 +15,10 @@ recipes and the SPGM/SepFormer papers do:
   ``lr_warmup_steps`` optimizer steps (:class:`spgm_lobes.schedulers.LinearWarmup`);
   the learning rate is halved when the validation SI-SNR has not improved for
   ``lr_patience`` epochs and training stops once it reaches the scheduler's
-  floor (1e-8) or ``N_epochs``;
+  floor (1e-8) or ``N_epochs``; with a time budget
+  (:class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter`) and
+  ``lr_anneal_fraction`` > 0, the rate also decays linearly to zero over that
+  share of the expected training time (:class:`spgm_lobes.schedulers.BudgetAnneal`);
 * with ``static_training_shapes``, every training batch has exactly
   ``batch_size`` mixtures of ``training_signal_len`` samples (short ones padded,
   padding kept out of the loss; the last incomplete batch dropped), so a
@@ -64,7 +67,7 @@ from .fast import encode_mask_decode
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.results import RESULTS_FILE, write_results_csv
 from .metrics.separation import separation_metrics
-from .schedulers import LinearWarmup
+from .schedulers import BudgetAnneal, LinearWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class SeparationBrain(sb.Brain):
     ``max_consecutive_bad_steps`` (10), ``use_speedperturb`` with
     ``speed_perturb``, ``limit_training_signal_len`` with
     ``training_signal_len``, ``static_training_shapes`` (False),
-    ``lr_warmup_steps`` (0), ``save_audio``, ``n_audio_to_save``,
+    ``lr_warmup_steps`` (0), ``lr_anneal_fraction`` (0), ``save_audio``, ``n_audio_to_save``,
     ``sample_rate``. SpeechBrain run options (``precision``,
     ``max_grad_norm``, ``ckpt_interval_minutes`` ...) come from hparams or the
     command line as usual.
@@ -101,7 +104,8 @@ class SeparationBrain(sb.Brain):
     torch.Size([2, 800, 2])
     """
 
-    lr_warmup = None  # a LinearWarmup once the optimizer exists, with lr_warmup_steps
+    lr_warmup = None  # a LinearWarmup once the optimizer exists, with lr_warmup_steps or lr_anneal_fraction
+    lr_anneal = None  # a BudgetAnneal, with lr_anneal_fraction and a time-budget epoch counter
     _warmup_step_pending = False  # the next training step is the first of this fit
     _last_step_end = None  # time.perf_counter() at the end of the last training step
     _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
@@ -191,9 +195,16 @@ class SeparationBrain(sb.Brain):
         recovery which follows in ``on_fit_start`` loads the newest complete one.
         Every recoverable, the optimizer included, is registered by now."""
         super().init_optimizers()
-        self.lr_warmup = None
-        if self._hp("lr_warmup_steps", 0) and self.optimizer is not None:
-            self.lr_warmup = LinearWarmup(self.hparams.lr_warmup_steps, self.optimizer.param_groups[0]["lr"])
+        self.lr_warmup = self.lr_anneal = None
+        fraction = float(self._hp("lr_anneal_fraction", 0.0) or 0.0)
+        counter = self._hp("epoch_counter", None)
+        if fraction and getattr(counter, "budget_s", None) is not None:
+            self.lr_anneal = BudgetAnneal(fraction, counter)
+            logger.info("The learning rate decays to zero over the last %g of the training time budget.", fraction)
+        elif fraction:
+            logger.info("lr_anneal_fraction %g has no effect: the epoch counter has no time budget.", fraction)
+        if (self._hp("lr_warmup_steps", 0) or self.lr_anneal) and self.optimizer is not None:
+            self.lr_warmup = LinearWarmup(self._hp("lr_warmup_steps", 0), self.optimizer.param_groups[0]["lr"])
             if self.checkpointer is not None and "lr_warmup" not in self.checkpointer.recoverables:
                 self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup)
         if self.checkpointer is not None:
@@ -246,7 +257,7 @@ class SeparationBrain(sb.Brain):
             return torch.tensor(0.0)
         if should_step:
             if self.lr_warmup is not None:
-                self.lr_warmup.before_step(self.optimizer)
+                self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
             self.optimizers_step()
         self.consecutive_bad_steps = 0
         return torch.tensor(value)
@@ -383,8 +394,11 @@ class SeparationBrain(sb.Brain):
                 self.lr_warmup.set_base_lr(self.optimizer, next_lr)
             else:
                 update_learning_rate(self.optimizer, next_lr)
+            meta = {"epoch": epoch, "lr": current_lr}
+            if self.lr_anneal is not None:  # the rate applied at the epoch's last step: lr * lr_scale
+                meta["lr_scale"] = round(self.lr_anneal.last, 4)
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": current_lr},
+                stats_meta=meta,
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stage_stats,
             )

@@ -59,3 +59,36 @@ def test_excluded_time_counts_neither_towards_the_budget_nor_the_epoch_length():
 def test_the_epoch_limit_still_applies():
     clock = Clock()
     assert run(TimeBudgetEpochCounter(limit=3, minutes=100, clock=clock), clock, lambda epoch: 1.0) == [1, 2, 3]
+
+
+def test_expected_end_is_the_last_epoch_that_fits():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
+    ends = []
+    for epoch in counter:
+        ends.append(counter.expected_end_seconds())
+        if epoch == 1:
+            counter.note_warmup(110.0)
+            counter.exclude(30.0)  # e.g. a benchmark's evaluation: not training
+            clock.now += 30.0
+        clock.now += first_epoch_compiles(epoch)
+    # nothing known in epoch 1: the budget; then 40-s epochs from 150 s: 5 fit, the last ends at 350 s
+    assert ends == [360.0, 350.0, 350.0, 350.0, 350.0, 350.0]
+    assert counter.training_seconds() == ends[-1]
+
+
+def test_expected_end_moves_when_epochs_get_longer():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=5, clock=clock)
+    ends = []
+    for epoch in counter:
+        ends.append(counter.expected_end_seconds())
+        clock.now += 50.0 if epoch < 3 else 70.0
+    assert ends[:4] == [300.0, 300.0, 300.0, 240.0]  # 50-s epochs: 6 fit; after a 70-s one: 2 more from 170 s
+    assert counter.training_seconds() == 240.0
+
+
+def test_no_budget_no_expected_end():
+    counter = TimeBudgetEpochCounter(limit=3)
+    next(counter)
+    assert counter.expected_end_seconds() is None

@@ -52,13 +52,15 @@ def test_fast_regime_switch(tmp_path):
     paper = _recorded_hparams(tmp_path)
     assert (paper["batch_size"], paper["lr"], paper["precision"]) == (1, 1.5e-4, "fp32")
     assert not paper["compile_fast_path"] and not paper["static_training_shapes"] and paper["lr_warmup_steps"] == 0
+    assert paper["lr_anneal_fraction"] == 0
 
     fast = _recorded_hparams(tmp_path, "--regime", "fast", "--batch_size", "8")
     assert fast["batch_size"] == 8  # the command line wins over the regime
     assert fast["dataloader_opts"]["batch_size"] == 8
     assert fast["lr"] > paper["lr"] and fast["lr_warmup_steps"] > 0
     assert fast["precision"] == "bf16" and fast["compile_fast_path"] and fast["static_training_shapes"]
-    assert fast["training_signal_len"] == 4 * fast["sample_rate"]  # the regime's !ref resolves in the recipe
+    assert fast["training_signal_len"] == 2 * fast["sample_rate"]  # the regime's !ref resolves in the recipe
+    assert 0 < fast["lr_anneal_fraction"] <= 1
 
 
 def test_unknown_regime_is_named(tmp_path):

@@ -1,10 +1,12 @@
-"""LinearWarmup composes with SpeechBrain's ReduceLROnPlateau and survives a checkpoint."""
+"""LinearWarmup composes with SpeechBrain's ReduceLROnPlateau and survives a checkpoint; BudgetAnneal
+decays the rate to zero at the expected end of a time-budgeted run, on top of both."""
 
 import pytest
 import torch
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
 
-from spgm_lobes.schedulers import LinearWarmup
+from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+from spgm_lobes.schedulers import BudgetAnneal, LinearWarmup
 
 
 def optimizer(lr=1e-3):
@@ -67,3 +69,75 @@ def test_checkpoint_round_trip(tmp_path):
     assert (restored.steps, restored.done, restored.base_lr) == (8, 3, 1e-3)
     restored.before_step(opt)
     assert lr_of(opt) == pytest.approx(1e-3 * 4 / 8)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_anneal_decays_linearly_to_zero_at_the_expected_end():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=clock)
+    anneal = BudgetAnneal(0.25, counter)
+    next(counter)
+    factors = []
+    for t in (0.0, 449.0, 450.0, 525.0, 600.0, 700.0):
+        clock.now = t
+        factors.append(anneal.factor())
+    assert factors == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_anneal_follows_the_expected_end_and_never_rises():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=clock)
+    anneal = BudgetAnneal(0.5, counter)
+    next(counter)
+    clock.now = 240.0
+    assert anneal.factor() == 1.0
+    next(counter)  # 240-s epochs: one more fits, ending at 480 s
+    assert counter.expected_end_seconds() == 480.0
+    assert anneal.factor() == 1.0
+    clock.now = 360.0
+    assert anneal.factor() == pytest.approx(0.5)  # (480 - 360) / (0.5 * 480)
+    clock.now = 480.0
+    assert anneal.factor() == 0.0
+    counter._longest_epoch_s = 1.0  # a later estimate with room left does not raise the rate again
+    assert anneal.factor() == 0.0
+
+
+def test_anneal_scales_the_warmup_and_the_halved_base_rate():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=clock)
+    next(counter)
+    anneal = BudgetAnneal(0.5, counter)
+    opt = optimizer()
+    warmup = LinearWarmup(steps=4, base_lr=1e-3)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=0, dont_halve_until_epoch=0)
+    clock.now = 450.0  # half-way through the decay
+    warmup.before_step(opt, anneal.factor())
+    assert lr_of(opt) == pytest.approx(1e-3 / 4 * 0.5)  # warm-up step 1 of 4, annealed
+    for _ in range(3):
+        warmup.before_step(opt, anneal.factor())
+    assert lr_of(opt) == pytest.approx(5e-4)
+    epoch_end(warmup, plateau, opt, 1, -5.0)
+    epoch_end(warmup, plateau, opt, 2, -4.0)  # the plateau halves the base rate, not the annealed one
+    assert warmup.base_lr == pytest.approx(5e-4)
+    clock.now = 540.0
+    warmup.before_step(opt, anneal.factor())
+    assert lr_of(opt) == pytest.approx(5e-4 * 0.2)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, -0.1])
+def test_anneal_fraction_out_of_range(fraction):
+    counter = TimeBudgetEpochCounter(limit=3, minutes=1)
+    with pytest.raises(ValueError, match="lr_anneal_fraction"):
+        BudgetAnneal(fraction, counter)
+
+
+def test_anneal_needs_a_time_budget():
+    with pytest.raises(ValueError, match="time budget"):
+        BudgetAnneal(0.5, TimeBudgetEpochCounter(limit=3))

@@ -179,6 +179,30 @@ def test_lr_warmup_then_halving_on_plateau(brain):
     assert _lr(brain) == pytest.approx(peak / 2)
 
 
+@pytest.mark.parametrize("brain", [{"lr_warmup_steps": 2, "lr_anneal_fraction": 0.5}], indirect=True)
+def test_lr_anneal_over_a_time_budget(brain):
+    from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+
+    peak = brain.hparams.lr
+    assert brain.lr_anneal is None  # the recipe's EpochCounter has no time budget: no anneal
+    now = [0.0]
+    brain.hparams.epoch_counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
+    brain.init_optimizers()
+    assert brain.lr_anneal is not None
+    next(brain.hparams.epoch_counter)
+    batch = PaddedBatch(_batch([400, 400]))
+    seen = []
+    for t in (0.0, 100.0, 450.0, 540.0):
+        now[0] = t
+        brain.fit_batch(batch)
+        seen.append(_lr(brain))
+    assert seen == pytest.approx([peak / 2, peak, peak * 0.5, peak * 0.2])  # warm-up, peak, then the decay
+    brain.hparams.epoch_counter.limit = 100
+    brain.on_stage_end(sb.Stage.VALID, -10.0, 1)
+    with open(brain.hparams.train_log) as f:
+        assert "lr_scale: 2.00e-01" in f.read()  # the epoch log shows the applied share of the rate
+
+
 @pytest.mark.parametrize(
     "brain",
     [{"static_training_shapes": True, "training_signal_len": 600, "use_speedperturb": True}],
