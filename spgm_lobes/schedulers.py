@@ -140,6 +140,9 @@ class BudgetAnneal:
     def factor(self):
         """The share of the rate to apply now (1 before the decay, 0 at the expected end)."""
         end = self.counter.expected_end_seconds()
+        if end <= 0.0:  # a zero budget (``--minutes 0``, a smoke run): the decay is already over
+            self.last = 0.0
+            return self.last
         left = end - self.counter.training_seconds()
         self.last = min(self.last, max(0.0, min(1.0, left / (self.fraction * end))))
         return self.last

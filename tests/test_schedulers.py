@@ -141,3 +141,15 @@ def test_anneal_fraction_out_of_range(fraction):
 def test_anneal_needs_a_time_budget():
     with pytest.raises(ValueError, match="time budget"):
         BudgetAnneal(0.5, TimeBudgetEpochCounter(limit=3))
+
+
+def test_anneal_with_a_zero_budget_is_already_over():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=3, minutes=0, clock=clock)  # a smoke run: --minutes 0
+    anneal = BudgetAnneal(0.5, counter)
+    next(counter)
+    assert anneal.factor() == 0.0
+    clock.now = 5.0  # the one epoch a zero budget runs
+    assert anneal.factor() == 0.0
+    with pytest.raises(StopIteration):
+        next(counter)
