@@ -20,3 +20,12 @@ def test_quick_run_writes_a_listening_page_of_its_final_test(tmp_path):
     assert len(results) == 4
     assert summary == {snt_id: {k: v for k, v in row.items() if k != "snt_id"} for snt_id, row in results.items()}
     assert not (train_dir / "audio_results").exists()  # the saved test audio is gone once the page is written
+
+
+def test_extra_options_replace_the_bench_s_own():
+    bench = load_script(REPO_ROOT / "bench" / "time_to_quality.py", "time_to_quality")
+    args = bench.parse_args(["--quick", "--out", "o", "--extra", "--training_signal_len", "6000", "--flag"])
+    argv = bench.recipe_argv(args, "libri2mix", "dm", "train", "save", "cpu")
+    assert argv.count("--training_signal_len") == 1
+    assert argv[argv.index("--training_signal_len") + 1] == "6000"
+    assert argv[-1] == "--flag" and argv.count("--batch_size") == 1
