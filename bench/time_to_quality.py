@@ -277,6 +277,9 @@ def run(args):
 
         def on_evaluate_start(self, max_key=None, min_key=None):
             marks["train_s"] = self.hparams.epoch_counter.training_seconds()
+            # the rate of the last training step (between epochs the optimizer holds the base rate)
+            last_lr = getattr(self.lr_warmup, "last_lr", None)
+            marks["last_lr"] = last_lr if last_lr is not None else self.optimizer.param_groups[0]["lr"]
             if args.html:  # the final test's estimates, for the listening page (not the marks')
                 self.hparams.save_audio, self.hparams.n_audio_to_save = True, args.n_test
             super().on_evaluate_start(max_key=max_key, min_key=min_key)
@@ -289,7 +292,7 @@ def run(args):
         train_min=marks["train_s"] / 60,
         rows=brain.test_rows,
         epoch=brain.hparams.epoch_counter.current,
-        lr=brain.optimizer.param_groups[0]["lr"],
+        lr=marks["last_lr"],  # the rate training ended at
         mixtures=getattr(brain, "mixtures_seen", 0),
         data_wait=0.0,
     )
@@ -319,13 +322,13 @@ def write_csv(path, rows):
     os.replace(tmp, path)
 
 
+def read_rows_of(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def read_rows(folders):
-    rows = []
-    for folder in folders:
-        for path in sorted(Path(folder).glob("ttq_*.csv")):
-            with open(path, newline="") as f:
-                rows.extend(csv.DictReader(f))
-    return rows
+    return [row for folder in folders for path in sorted(Path(folder).glob("ttq_*.csv")) for row in read_rows_of(path)]
 
 
 def markdown_table(rows):
@@ -336,24 +339,33 @@ def markdown_table(rows):
 
 
 def plot(folders, png):
-    """SI-SNRi against training minutes, one line per run found in ``folders``."""
+    """SI-SNRi against training minutes, one line per run (``ttq_*.csv`` file) found in ``folders``; runs of
+    the same regime, architecture and seed in different folders (an A/B of options) are told apart by
+    their folder's name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {}
-    for row in read_rows(folders):
-        runs.setdefault((row["regime"], row["hparams"], row["seed"]), []).append(row)
+    runs = []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("ttq_*.csv")):
+            rows = read_rows_of(path)
+            if rows:
+                first = rows[0]
+                runs.append((f"{first['regime']} regime, {first['hparams']} (seed {first['seed']})", path, rows))
+    labels = [label for label, _, _ in runs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for (regime, hparams, seed), rows in sorted(runs.items()):
+    for label, path, rows in sorted(runs, key=lambda run: (run[0], str(run[1]))):
+        if labels.count(label) > 1:
+            label += f" [{path.parent.name}]"
         marks = [r for r in rows if r["kind"] == "mark"]
         (line,) = ax.plot(
             [float(r["train_min"]) for r in marks],
             [float(r["si-snr_i"]) for r in marks],
             marker="o",
             ms=3,
-            label=f"{regime} regime, {hparams} (seed {seed})",
+            label=label,
         )
         for r in rows:
             if r["kind"] != "mark":

@@ -53,6 +53,7 @@ class LinearWarmup:
         self.steps = int(steps)
         self.base_lr = float(base_lr)
         self.done = 0
+        self.last_lr = None  # the rate the last step was given (the optimizer holds the base rate between epochs)
 
     @property
     def active(self):
@@ -71,6 +72,7 @@ class LinearWarmup:
             self.done += 1
         elif scale != 1.0 or optimizer.param_groups[0]["lr"] != self.base_lr:
             _set_lr(optimizer, self.base_lr * scale)
+        self.last_lr = optimizer.param_groups[0]["lr"]
 
     def restore_base_lr(self, optimizer):
         """Puts the base rate back on the optimizer (before an epoch-level scheduler reads it)."""

@@ -129,6 +129,8 @@ def test_anneal_scales_the_warmup_and_the_halved_base_rate():
     clock.now = 540.0
     warmup.before_step(opt, anneal.factor())
     assert lr_of(opt) == pytest.approx(5e-4 * 0.2)
+    warmup.restore_base_lr(opt)  # an epoch end: the optimizer holds the base rate, the warm-up the last step's
+    assert (lr_of(opt), warmup.last_lr) == pytest.approx((5e-4, 5e-4 * 0.2))
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.5, -0.1])
