@@ -243,7 +243,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny model, 0.2-s crops, few steps (CPU tests)")
     parser.add_argument("--hparams", default="spgm-ap-s", help="WSJ0Mix recipe hparams (architecture)")
     parser.add_argument("--batch", type=int, help="per-GPU batch (default 16, the fast regime's; quick 4)")
-    parser.add_argument("--seconds", type=float, help="crop length (default 4, the fast regime's; quick 0.2)")
+    parser.add_argument("--seconds", type=float, help="crop length (default 2, the fast regime's; quick 0.2)")
     parser.add_argument("--steps", type=int, help="timed steps per throughput run (default 20; quick 3)")
     parser.add_argument("--warmup_steps", type=int, help="untimed first steps, compilation (default 3; quick 1)")
     parser.add_argument("--traj_steps", type=int, help="steps compared in the trajectory check (default 10; quick 3)")
@@ -266,7 +266,7 @@ def parse_args(argv=None):
     quick, cuda = args.quick, args.device == "cuda"
     defaults = {
         "batch": 4 if quick else 16,
-        "seconds": 0.2 if quick else 4.0,
+        "seconds": 0.2 if quick else 2.0,
         "steps": 3 if quick else 20,
         "warmup_steps": 1 if quick else 3,
         "traj_steps": 3 if quick else 10,

@@ -8,9 +8,10 @@ IntraSepformer-16, SPGM-LE-S and SPGM-AP-S (``--rows`` adds e.g. ``spgm-le``, ``
 
 ``--parallel N`` runs N rows at a time on the one GPU, so that the four rows fit in one call of under 10 minutes
 instead of four. The rows then share the GPU: still an equal budget for every row, but each trains more slowly than
-alone (on an H200, four 13M rows side by side each trained about 40% as fast as one run alone). In the fast regime
-(batch 16 of 4-s crops) a 13M row takes about 17 GiB of GPU memory and a Sepformer row more than 29 GiB. GPU run
-(about 9 minutes; epochs of 2,000 mixtures, since each row trains at a fraction of the GPU's rate)::
+alone (on an H200, four 13M rows side by side each trained about 40% as fast as one run alone). With batches of 16
+4-s crops a 13M row took about 17 GiB of GPU memory and a Sepformer row more than 29 GiB; the fast regime's 2-s crops
+take less. GPU run (about 9 minutes; epochs of 2,000 mixtures, since each row trains at a fraction of the GPU's
+rate)::
 
     python bench/table1.py --librispeech ../shared/data/librispeech-mini --out results/table1 --parallel 4 \\
         --minutes 6.3 --mark_minutes 1.7 --epoch_mixtures 2000 --num_workers 3
