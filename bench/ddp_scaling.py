@@ -65,6 +65,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from spgm_lobes.checkpoints import latest_complete_checkpoint  # noqa: E402
+from spgm_lobes.recipe import override_options  # noqa: E402
 from spgm_lobes.separation import SeparationBrain  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH, free_port, make_wsj0mix_corpus, watch_file_writes  # noqa: E402
 
@@ -376,7 +377,7 @@ class Bench:
             argv += ["--device", "cpu", "--distributed_backend", "gloo"]
         if a.quick:
             argv += ["--arch", TINY_ARCH]
-        return argv + list(a.extra)
+        return override_options(argv, a.extra)
 
     def num_workers(self):
         if self.args.num_workers is not None:

@@ -49,6 +49,7 @@ from spgm_lobes.data.librimix import (  # noqa: E402
     write_toy_librispeech,
 )
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv  # noqa: E402
+from spgm_lobes.recipe import override_options  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH  # noqa: E402
 
 RECIPE = REPO / "recipes" / "LibriMix" / "separation"
@@ -159,7 +160,7 @@ def recipe_command(args, libri2mix, train_dir, save_dir, device, precision, corp
         cmd += ["--arch", TINY_ARCH, "--training_signal_len", "8000"]
     if args.html:  # the test estimates, for the listening page
         cmd += ["--save_audio", "True", "--n_audio_to_save", str(args.n_test)]
-    return cmd + list(args.extra)
+    return override_options(cmd, args.extra)
 
 
 def train_speaker_folder(libri2mix, corpus):

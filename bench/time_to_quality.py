@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 
-from spgm_lobes.recipe import load_script  # noqa: E402
+from spgm_lobes.recipe import load_script, override_options  # noqa: E402
 from spgm_lobes.separation import SeparationBrain  # noqa: E402
 from spgm_lobes.testing import TINY_ARCH  # noqa: E402
 
@@ -204,25 +204,7 @@ def recipe_argv(args, libri2mix, dm_folder, train_dir, save_dir, device):
     if args.quick:
         argv += ["--arch", TINY_ARCH, "--training_signal_len", "4000", "--batch_size", "2",
                  "--compile_fast_path", "False", "--precision", "fp32"]  # fmt: skip
-    return override(argv, list(args.extra))
-
-
-def override(argv, extra):
-    """``argv + extra``, where an option of ``extra`` replaces the same option (and its value) in ``argv``
-    (a recipe given one option twice stops on a duplicate YAML key).
-
-    >>> override(["h.yaml", "--batch_size", "2", "--lr", "1"], ["--batch_size", "4"])
-    ['h.yaml', '--lr', '1', '--batch_size', '4']
-    """
-    given = {token for token in extra if token.startswith("--")}
-    kept, i = [], 0
-    while i < len(argv):
-        if argv[i] in given:
-            i += 1 if i + 1 == len(argv) or argv[i + 1].startswith("--") else 2
-            continue
-        kept.append(argv[i])
-        i += 1
-    return kept + extra
+    return override_options(argv, args.extra)
 
 
 def make_row(args):

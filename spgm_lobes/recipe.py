@@ -88,6 +88,27 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     return brain
 
 
+def override_options(argv, extra):
+    """``argv + extra``, where an option of ``extra`` replaces the same option (and its value) in ``argv``:
+    how a script that builds a recipe command line lets its user's ``--extra`` options win (a recipe
+    given one option twice stops on a duplicate YAML key).
+
+    Example
+    -------
+    >>> override_options(["h.yaml", "--batch_size", "2", "--lr", "1"], ["--batch_size", "4"])
+    ['h.yaml', '--lr', '1', '--batch_size', '4']
+    """
+    given = {token for token in extra if token.startswith("--")}
+    kept, i = [], 0
+    while i < len(argv):
+        if argv[i] in given:
+            i += 1 if i + 1 == len(argv) or argv[i + 1].startswith("--") else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    return kept + list(extra)
+
+
 def apply_regime(overrides):
     r"""Puts the options of the training regime that ``overrides`` names
     (``regime: NAME``, from ``--regime NAME`` on a recipe's command line)
