@@ -305,12 +305,18 @@ def write_csv(path, rows):
 
 
 def read_rows_of(path):
+    """The rows of one run's CSV (marks, then the final one)."""
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
+def read_runs(folders):
+    """``(path, rows)`` of every run's CSV (``ttq_*.csv``) in ``folders``."""
+    return [(path, read_rows_of(path)) for folder in folders for path in sorted(Path(folder).glob("ttq_*.csv"))]
+
+
 def read_rows(folders):
-    return [row for folder in folders for path in sorted(Path(folder).glob("ttq_*.csv")) for row in read_rows_of(path)]
+    return [row for _, rows in read_runs(folders) for row in rows]
 
 
 def markdown_table(rows):
@@ -329,13 +335,11 @@ def plot(folders, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = []
-    for folder in folders:
-        for path in sorted(Path(folder).glob("ttq_*.csv")):
-            rows = read_rows_of(path)
-            if rows:
-                first = rows[0]
-                runs.append((f"{first['regime']} regime, {first['hparams']} (seed {first['seed']})", path, rows))
+    runs = [
+        (f"{rows[0]['regime']} regime, {rows[0]['hparams']} (seed {rows[0]['seed']})", path, rows)
+        for path, rows in read_runs(folders)
+        if rows
+    ]
     labels = [label for label, _, _ in runs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for label, path, rows in sorted(runs, key=lambda run: (run[0], str(run[1]))):
