@@ -16,7 +16,8 @@ feed-forward bias and ReLU fused into the first GEMM (cuBLASLt epilogue) and,
 backwards, the ReLU mask and bias gradient fused into the GEMM that produces
 them (a Triton kernel, :mod:`spgm_lobes.fast.kernels`), and
 ``compiled=True`` puts whole blocks under ``torch.compile`` (residual adds,
-layer norms and dtype casts fused).
+layer norms and dtype casts fused; there the feed-forward is two plain
+linears and a ReLU that Inductor fuses, so each block stays one graph).
 
 Attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`
 (flash / memory-efficient kernels on the GPU, no attention-weight tensors), on
@@ -170,6 +171,11 @@ def feed_forward_relu(x, w1, b1, w2, b2):
     >>> torch.allclose(feed_forward_relu(x, w1, b1, w2, b2), ref, atol=1e-6)
     True
     """
+    if torch.compiler.is_compiling():
+        # Inductor fuses the bias and ReLU into its own kernels; the autograd.Function with the Triton
+        # backward broke the compiled graph at every layer (a CUDA-only graph break: host time per
+        # step tripled on an H200), and one graph per block is also what CUDA graphs replay.
+        return F.linear(torch.relu(F.linear(x, w1, b1)), w2, b2)
     dtype = x.dtype
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
@@ -265,14 +271,25 @@ def _pure_layer_arguments(layer):
     )
 
 
-def compile_options():
+def compile_options(cuda_graphs=False):
     """Keyword arguments of every ``torch.compile`` call of the fast path;
     raises the recompilation limit (one graph per dtype / grad mode / block
-    structure, then one dynamic-shape graph per kind)."""
+    structure, then one dynamic-shape graph per kind).
+
+    ``cuda_graphs=True`` is ``torch.compile``'s ``mode="reduce-overhead"``: each
+    compiled graph, forward and backward, is replayed as a CUDA graph (one launch
+    instead of one per kernel), for training steps whose host time exceeds
+    their GPU time; static shapes only.
+
+    Example
+    -------
+    >>> compile_options(cuda_graphs=True)
+    {'dynamic': None, 'mode': 'reduce-overhead'}
+    """
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
-    return {"dynamic": None}
+    return {"dynamic": None, "mode": "reduce-overhead"} if cuda_graphs else {"dynamic": None}
 
 
 _COMPILED = {}

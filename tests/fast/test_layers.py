@@ -73,6 +73,18 @@ def test_fused_feed_forward_follows_autocast():
     assert torch.allclose(out.float(), _ffn_reference(*args), atol=0.1)
 
 
+def test_compiled_feed_forward_is_plain_ops_in_the_graph():
+    # Under torch.compile the layer is left to Inductor (two linears and a ReLU): the autograd.Function
+    # with its Triton backward broke the compiled graph at every layer on CUDA.
+    torch._dynamo.reset()
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    args = [x, torch.randn(5, 4), torch.randn(5), torch.randn(4, 5), torch.randn(4)]
+    explanation = torch._dynamo.explain(feed_forward_relu)(*args)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
+    calls = [node.target for node in explanation.graphs[0].graph.nodes if node.op == "call_function"]
+    assert calls == [torch.nn.functional.linear, torch.relu, torch.nn.functional.linear]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention trains on CUDA only (no GPU here)")
 def test_compiled_bf16_training_on_cuda_uses_flex_attention(monkeypatch, relative_error):
     from spgm_lobes.fast import layers
