@@ -59,7 +59,12 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     # The fast path (mask network and decoder) computes the same function on the same parameters
     # (checkpoints are identical); use_fast_path: False runs the plain SpeechBrain modules.
     fast = hparams.get("use_fast_path", True)
-    modules = use_fast_masknet(hparams["modules"], enabled=fast, compile=hparams.get("compile_fast_path", False))
+    modules = use_fast_masknet(
+        hparams["modules"],
+        enabled=fast,
+        compile=hparams.get("compile_fast_path", False),
+        cuda_graphs=hparams.get("cuda_graphs", False),
+    )
     modules = use_fast_decoder(modules, enabled=fast)
     brain = brain_class(
         modules=modules,

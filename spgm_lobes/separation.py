@@ -107,6 +107,7 @@ class SeparationBrain(sb.Brain):
     lr_warmup = None  # a LinearWarmup once the optimizer exists, with lr_warmup_steps or lr_anneal_fraction
     lr_anneal = None  # a BudgetAnneal, with lr_anneal_fraction and a time-budget epoch counter
     _warmup_step_pending = False  # the next training step is the first of this fit
+    _cuda_graphs = False  # the mask network replays its compiled blocks as CUDA graphs (compile_mode)
     _last_step_end = None  # time.perf_counter() at the end of the last training step
     _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
 
@@ -174,6 +175,8 @@ class SeparationBrain(sb.Brain):
                 resampler.to(self.device)
         self.consecutive_bad_steps = 0
         self.skipped_steps = 0
+        masknet = self.modules["masknet"] if "masknet" in self.modules else None
+        self._cuda_graphs = bool(getattr(getattr(masknet, "module", masknet), "cuda_graphs", False))  # DDP: .module
         self._warmup_step_pending = True
         self._data_wait_s = self._step_s = 0.0
         self._last_step_end = None
@@ -234,6 +237,8 @@ class SeparationBrain(sb.Brain):
         """One training step; skips (and counts) steps with a non-finite or
         absurd loss, stops after too many of them in a row."""
         should_step = (self.step % self.grad_accumulation_factor) == 0
+        if self._cuda_graphs:  # a new iteration: the last step's CUDA-graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)

@@ -245,7 +245,7 @@ def test_the_first_step_is_reported_as_warmup(brain):
     assert 0.0 <= brain.train_stats["data_wait"] < 1.0
 
 
-def _compiled_brain(tmp_path, monkeypatch, static):
+def _compiled_brain(tmp_path, monkeypatch, static, cuda_graphs=False):
     """A tiny Brain whose mask network compiles through a counting backend (no code generation)."""
     from torch._dynamo.testing import CompileCounter
 
@@ -255,12 +255,14 @@ def _compiled_brain(tmp_path, monkeypatch, static):
     counter = CompileCounter()
     torch._dynamo.reset()
     monkeypatch.setattr(fast_masknet, "_COMPILED", {})
-    monkeypatch.setattr(fast_masknet, "compile_options", lambda: {"backend": counter, "dynamic": None})
+    monkeypatch.setattr(
+        fast_masknet, "compile_options", lambda cuda_graphs=False: {"backend": counter, "dynamic": None}
+    )
     overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY,
                  "static_training_shapes": static, "training_signal_len": 640, "use_speedperturb": True}  # fmt: skip
     with open(RECIPE) as f:
         hparams = load_hyperpyyaml(f, overrides)
-    modules = use_fast_masknet(hparams["modules"], compile=True)
+    modules = use_fast_masknet(hparams["modules"], compile=True, cuda_graphs=cuda_graphs)
     run_opts = {"device": "cpu"}
     brain = SeparationBrain(modules=modules, opt_class=hparams["optimizer"], hparams=hparams, run_opts=run_opts)
     brain.on_fit_start()
@@ -287,6 +289,18 @@ def test_static_shape_training_compiles_once(tmp_path, monkeypatch, static):
         assert compiles == [compiles[0]] * len(compiles)
     else:  # the counter does see the recompilations that varying lengths cause
         assert compiles[-1] > compiles[0]
+
+
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_each_training_step_starts_a_new_cuda_graph_iteration(tmp_path, monkeypatch, cuda_graphs):
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    brain, _ = _compiled_brain(tmp_path, monkeypatch, static=True, cuda_graphs=cuda_graphs)
+    for lengths in ([700, 500], [520, 430], [900, 610]):
+        brain.modules.train()
+        brain.fit_batch(PaddedBatch(_batch(lengths)))
+    torch._dynamo.reset()
+    assert len(marks) == (3 if cuda_graphs else 0)
 
 
 def test_test_files_are_written_by_the_main_process_only(brain, tmp_path, monkeypatch):

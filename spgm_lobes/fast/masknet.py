@@ -219,20 +219,24 @@ def input_features(masknet, x):
 _COMPILED = {}
 
 
-def compiled_dual_block_forward():
-    """:func:`dual_block_forward` under ``torch.compile``: one graph per dual
+def compiled_dual_block_forward(cuda_graphs=False):
+    """:func:`dual_block_forward` under ``torch.compile`` (replayed as CUDA
+    graphs with ``cuda_graphs=True``, see
+    :func:`~spgm_lobes.fast.layers.compile_options`): one graph per dual
     block (transformer layers, norms, SPGM modulation and residuals fused),
     shared by the blocks of a model (weights are graph inputs)."""
-    if "dual_block" not in _COMPILED:
-        _COMPILED["dual_block"] = torch.compile(dual_block_forward, **compile_options())
-    return _COMPILED["dual_block"]
+    key = ("dual_block", bool(cuda_graphs))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(dual_block_forward, **compile_options(cuda_graphs))
+    return _COMPILED[key]
 
 
-def fast_masknet_forward(masknet, x, compiled=False):
+def fast_masknet_forward(masknet, x, compiled=False, cuda_graphs=False):
     """Same function as ``masknet(x)`` for a ``Dual_Path_Model``: ``[B, N_in, L]``
     -> ``[num_spks, B, N_in, L]``. Differentiable (use it for training).
     ``compiled=True`` runs each dual-path block through ``torch.compile``
-    (GPU; the first call of each input shape / dtype compiles).
+    (GPU; the first call of each input shape / dtype compiles; ``cuda_graphs``:
+    replayed as CUDA graphs, see :func:`~spgm_lobes.fast.layers.compile_options`).
 
     Example
     -------
@@ -244,7 +248,7 @@ def fast_masknet_forward(masknet, x, compiled=False):
     """
     L = x.shape[-1]
     h, _ = segment_channels_last(input_features(masknet, x), masknet.K)
-    block_forward = compiled_dual_block_forward() if compiled else dual_block_forward
+    block_forward = compiled_dual_block_forward(cuda_graphs) if compiled else dual_block_forward
     for block in masknet.dual_mdl:
         h = block_forward(block, h)
     h = overlap_add_channels_last(h, L, fn=masknet.prelu)
@@ -272,6 +276,11 @@ class FastMaskNet(nn.Module):
         have many lengths, and each new one would compile again
         (:class:`spgm_lobes.fast.CompiledSeparator` is the compiled
         inference path).
+    cuda_graphs : bool
+        With ``compile``, replay the compiled blocks as CUDA graphs
+        (``torch.compile``'s ``mode="reduce-overhead"``; static training shapes;
+        call ``torch.compiler.cudagraph_mark_step_begin()`` before each training
+        step, as :class:`~spgm_lobes.separation.SeparationBrain` does).
 
     Example
     -------
@@ -284,7 +293,7 @@ class FastMaskNet(nn.Module):
     torch.Size([2, 1, 16, 40])
     """
 
-    def __init__(self, masknet, compile=False):
+    def __init__(self, masknet, compile=False, cuda_graphs=False):
         super().__init__()
         reason = unsupported_masknet_reason(masknet)
         if reason is not None:
@@ -298,14 +307,15 @@ class FastMaskNet(nn.Module):
         self.num_layers = masknet.num_layers
         self.use_global_pos_enc = False
         self.compiled = bool(compile)
+        self.cuda_graphs = bool(compile) and bool(cuda_graphs)
         self.train(masknet.training)
 
     def forward(self, x):
         """``[B, N_in, L]`` -> masks ``[num_spks, B, N_in, L]``."""
-        return fast_masknet_forward(self, x, compiled=self.compiled and self.training)
+        return fast_masknet_forward(self, x, compiled=self.compiled and self.training, cuda_graphs=self.cuda_graphs)
 
 
-def use_fast_masknet(modules, enabled=True, compile=False):
+def use_fast_masknet(modules, enabled=True, compile=False, cuda_graphs=False):
     """Returns a copy of the ``modules`` dict whose ``"masknet"`` runs on the
     fast path (a :class:`FastMaskNet` over the same parameters).
 
@@ -330,5 +340,5 @@ def use_fast_masknet(modules, enabled=True, compile=False):
     if reason is not None:
         warnings.warn(f"Fast path disabled, using the plain SpeechBrain mask network: {reason}.", stacklevel=2)
         return modules
-    modules["masknet"] = FastMaskNet(masknet, compile=compile)
+    modules["masknet"] = FastMaskNet(masknet, compile=compile, cuda_graphs=cuda_graphs)
     return modules

@@ -118,3 +118,19 @@ def test_only_intra_chunk_attention_is_marked_as_chunks(name, build, monkeypatch
     assert (K, True) in flags
     assert all(chunks == (length == K) for length, chunks in flags)
     assert any(not chunks for _, chunks in flags) == (name == "sepformer")
+
+
+def test_cuda_graphs_compile_the_blocks_in_reduce_overhead_mode(build, monkeypatch):
+    from spgm_lobes.fast import masknet as fast_masknet
+
+    modes = []
+    monkeypatch.setattr(fast_masknet, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: modes.append(options.get("mode")) or fn)
+    masknet = build("spgm-ap")["modules"]["masknet"]
+    assert not FastMaskNet(masknet, cuda_graphs=True).cuda_graphs  # nothing to replay without compile
+    graphs = FastMaskNet(masknet, compile=True, cuda_graphs=True).train()
+    plain = FastMaskNet(masknet, compile=True).train()
+    assert graphs.cuda_graphs and not plain.cuda_graphs
+    x = torch.rand(1, masknet.conv1d.in_channels, 40)
+    graphs(x), plain(x), graphs(x)
+    assert modes == ["reduce-overhead", None]  # one compiled function per kind, reused
