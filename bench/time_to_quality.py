@@ -68,6 +68,7 @@ REGIMES = {
 # under a minute of training each on an H200 (fast: ~500 audio-s/s of 2-s crops, 25 s; speechbrain: ~65 of 5-s
 # crops, 1 minute), so that the budget's last epoch end falls near its end
 EPOCH_MIXTURES = {"fast": 6000, "speechbrain": 750}
+PROFILE_FIRST_STEP = 40  # after compilation and the CUDA graphs' recording
 
 
 def parse_args(argv=None):
@@ -90,6 +91,13 @@ def parse_args(argv=None):
     parser.add_argument("--compare", nargs="*", default=[], help="other result folders to draw on the plot")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny model, tiny data")
     parser.add_argument("--sync_debug", action="store_true", help="GPU: warn about host syncs in steps 3-5")
+    parser.add_argument(
+        "--profile_steps",
+        type=int,
+        default=0,
+        help=f"profile this many training steps from step {PROFILE_FIRST_STEP} (after compilation): the GPU's busy "
+        "share of each step, where the host's time goes; written to <out>/profile_<run>.md",
+    )
     parser.add_argument("--summarize", nargs="+", metavar="DIR", help="print the final rows of finished runs")
     parser.add_argument("--html", help="also write a listening page of the final test to this folder")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further recipe options")
@@ -127,7 +135,16 @@ class MarkedBrain(SeparationBrain):
         if self.marks.get("sync_debug") and self.device_type == "cuda":
             # steps 3 to 5 (after compilation): warn about every operation that waits for the GPU
             torch.cuda.set_sync_debug_mode("warn" if 3 <= self.steps_done <= 5 else "default")
+        profiling = self.marks.get("profile_steps", 0) and self.steps_done == PROFILE_FIRST_STEP
+        if profiling:
+            self.marks["profiler"] = StepProfiler(self.device)
         loss = super().fit_batch(batch)
+        profiler = self.marks.get("profiler")
+        if profiler is not None and profiler.step() >= self.marks["profile_steps"]:
+            self.marks["profiler"] = None
+            text = profiler.finish()
+            self.marks["profile_md"].write_text(text + "\n")
+            print(text, flush=True)
         self.mixtures_seen = getattr(self, "mixtures_seen", 0) + len(batch.id)
         counter = self.hparams.epoch_counter
         trained = counter.training_seconds()
@@ -167,6 +184,69 @@ class MarkedBrain(SeparationBrain):
         elapsed = time.perf_counter() - start
         self._last_step_end = time.perf_counter()  # the evaluation is no data wait
         return elapsed
+
+
+class StepProfiler:
+    """``torch.profiler`` over consecutive training steps: how much of each step the GPU is busy, and the
+    host operations and GPU kernels that take the most time (per step). The profiler's own bookkeeping
+    lengthens the host's share a little."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+            torch.cuda.synchronize(self.device)
+        self.steps = 0
+        self.profile = torch.profiler.profile(activities=activities)
+        self.profile.__enter__()
+        self.start = time.perf_counter()
+
+    def step(self):
+        """Counts a finished step; returns the steps so far."""
+        self.steps += 1
+        return self.steps
+
+    def finish(self):
+        """Stops profiling; returns a markdown summary."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        wall = time.perf_counter() - self.start
+        self.profile.__exit__(None, None, None)
+        cuda = torch.autograd.DeviceType.CUDA
+        raw = self.profile.events()
+        # device time of kernels and copies; annotated ranges (the optimizer step) are spans, not work
+        annotations = {e.name for e in raw if e.is_user_annotation}
+        gpu_us = sum(e.device_time_total for e in raw if e.device_type == cuda and not e.is_user_annotation)
+        events = self.profile.key_averages()
+        n = max(self.steps, 1)
+        per_step = wall / n * 1e3
+        busy = (
+            f"of which the GPU is busy {gpu_us / 1e3 / n:.1f} ms ({gpu_us / 1e6 / wall:.0%}; kernels and copies)"
+            if self.device.type == "cuda"
+            else f"on {self.device.type}"
+        )
+        lines = [
+            f"#### Profile of {n} training steps",
+            "",
+            f"{per_step:.1f} ms per step, {busy}.",
+            "",
+            "| host operation (self time) | ms per step | calls per step |",
+            "|---|---|---|",
+        ]
+        host = sorted((e for e in events if e.self_cpu_time_total > 0), key=lambda e: -e.self_cpu_time_total)
+        row = "| `{}` | {:.2f} | {:.0f} |"
+        lines += [row.format(e.key[:70], e.self_cpu_time_total / 1e3 / n, e.count / n) for e in host[:15]]
+        gpu = sorted(
+            (e for e in events if e.device_type == cuda and e.self_device_time_total > 0 and e.key not in annotations),
+            key=lambda e: -e.self_device_time_total,
+        )
+        if gpu:
+            lines += ["", "| GPU kernel | ms per step | launches per step |", "|---|---|---|"]
+            lines += [
+                f"| `{e.key[:70]}` | {e.self_device_time_total / 1e3 / n:.2f} | {e.count / n:.0f} |" for e in gpu[:10]
+            ]
+        return "\n".join(lines)
 
 
 def build_datasets_with_marks(recipe, marks):
@@ -247,6 +327,8 @@ def run(args):
     marks["csv"] = out / f"ttq_{name}.csv"
     marks["csv"].unlink(missing_ok=True)
     marks["sync_debug"] = args.sync_debug
+    marks["profile_steps"] = args.profile_steps
+    marks["profile_md"] = out / f"profile_{name}.md"
     MarkedBrain.marks = marks
     argv = recipe_argv(args, libri2mix, lbm.train_speaker_folder(libri2mix, corpus), train_dir, save_dir, device)
     print("Recipe:", " ".join(argv), flush=True)

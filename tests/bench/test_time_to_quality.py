@@ -29,3 +29,19 @@ def test_extra_options_replace_the_bench_s_own():
     assert argv.count("--training_signal_len") == 1
     assert argv[argv.index("--training_signal_len") + 1] == "6000"
     assert argv[-1] == "--flag" and argv.count("--batch_size") == 1
+
+
+def test_step_profiler_reports_time_per_step_and_host_operations():
+    import torch
+
+    bench = load_script(REPO_ROOT / "bench" / "time_to_quality.py", "time_to_quality")
+    profiler = bench.StepProfiler("cpu")
+    a = torch.randn(64, 64)
+    for _ in range(3):
+        (a @ a).relu().sum()
+        steps = profiler.step()
+    text = profiler.finish()
+    assert steps == 3
+    assert text.startswith("#### Profile of 3 training steps")
+    assert "ms per step, on cpu." in text
+    assert "| `aten::mm` |" in text and "GPU kernel" not in text
