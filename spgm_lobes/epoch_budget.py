@@ -10,8 +10,10 @@ format, so it can be swapped in from the command line)::
 its class, a sequence replaces the node).
 
 Training stops at an epoch boundary, before an epoch that would probably not finish within the
-budget (elapsed time plus the longest epoch so far, validation included), so the last epoch is
-always validated and checkpointed.
+budget (elapsed time plus the longest epoch so far, validation included; once a second epoch has
+finished, the first is left out of that estimate: lazy one-off work, data workers starting and
+the first steps of a compiled model make it the slowest), so the last epoch is always validated
+and checkpointed.
 
 Two kinds of time are treated apart, both reported by the training loop
 (:class:`spgm_lobes.separation.SeparationBrain` does it):
@@ -73,7 +75,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         self.clock = clock
         self._start = None
         self._last = None
-        self._longest_epoch_s = 0.0
+        self._epoch_lengths_s = []  # training seconds of each finished epoch, warm-up left out
         self._excluded_s = 0.0  # in all, since the start
         self._epoch_excluded_s = 0.0  # excluded + warm-up time of the running epoch
         self._epoch_start_s = 0.0  # training seconds when the running epoch started
@@ -115,28 +117,50 @@ class TimeBudgetEpochCounter(EpochCounter):
         """
         if self.budget_s is None:
             return None
-        if self._longest_epoch_s <= 0:
+        epoch_s = self.expected_epoch_seconds()
+        if epoch_s <= 0:
             return self.budget_s
-        fitting = max(1, math.floor((self.budget_s - self._epoch_start_s) / self._longest_epoch_s))
-        return self._epoch_start_s + fitting * self._longest_epoch_s
+        fitting = max(1, math.floor((self.budget_s - self._epoch_start_s) / epoch_s))
+        return self._epoch_start_s + fitting * epoch_s
+
+    def expected_epoch_seconds(self):
+        """Training seconds expected of the next epoch (0 while none has finished): the longest
+        epoch so far, the first one left out once another has finished.
+
+        Example
+        -------
+        >>> now = [0.0]
+        >>> counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
+        >>> for epoch_s in (0.0, 90.0, 50.0, 60.0):  # the first epoch ends at 90 s, the second at 140 s
+        ...     now[0] += epoch_s
+        ...     _ = next(counter)
+        ...     print(counter.expected_epoch_seconds())
+        0.0
+        90.0
+        50.0
+        60.0
+        """
+        lengths = self._epoch_lengths_s
+        return max(lengths[1:] or lengths or [0.0])
 
     def __next__(self):
         now = self.clock()
         if self._start is None:
             self._start = now
         else:
-            self._longest_epoch_s = max(self._longest_epoch_s, now - self._last - self._epoch_excluded_s)
+            self._epoch_lengths_s.append(now - self._last - self._epoch_excluded_s)
         self._last = now
         self._epoch_excluded_s = 0.0
         elapsed = self.training_seconds()
         self._epoch_start_s = elapsed
-        if self.budget_s is not None and self._longest_epoch_s > 0 and elapsed + self._longest_epoch_s > self.budget_s:
+        epoch_s = self.expected_epoch_seconds()
+        if self.budget_s is not None and epoch_s > 0 and elapsed + epoch_s > self.budget_s:
             logger.info(
                 "Time budget of %.1f min: stopping after %.1f min of training (epochs take up to %.1f min; "
                 "warm-up %.1f min).",
                 self.budget_s / 60,
                 elapsed / 60,
-                self._longest_epoch_s / 60,
+                epoch_s / 60,
                 self.warmup_s / 60,
             )
             raise StopIteration

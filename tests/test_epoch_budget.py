@@ -39,12 +39,27 @@ def test_compilation_is_not_expected_of_later_epochs():
     assert counter.warmup_s == 110.0
 
 
-def test_without_the_warmup_note_the_first_epoch_is_taken_as_typical():
+def test_without_the_warmup_note_the_first_epoch_is_typical_until_another_finishes():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=4, clock=clock)
+    # for contrast: a second 150-s epoch would end at 300 s, past the 240-s budget
+    assert run(counter, clock, first_epoch_compiles) == [1]
+    assert counter.training_seconds() == 150.0
     clock = Clock()
     counter = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
-    # for contrast: every epoch is expected to take 150 s, so it stops after 230 of the 360 s
-    assert run(counter, clock, first_epoch_compiles) == [1, 2, 3]
-    assert counter.training_seconds() == 230.0
+    # a second epoch fits: once it has finished (40 s), the first is left out of the estimate
+    assert run(counter, clock, first_epoch_compiles) == [1, 2, 3, 4, 5, 6]
+    assert counter.training_seconds() == 350.0
+
+
+def test_a_slow_first_epoch_is_left_out_once_a_second_has_finished():
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=1000, minutes=5, clock=clock)
+    # 80 s (slow first steps, no warm-up noted), then 40-s epochs: six end at 280 s, where taking
+    # the 80-s epoch as typical would have stopped after five, at 240 s
+    assert run(counter, clock, lambda epoch: 80.0 if epoch == 1 else 40.0) == [1, 2, 3, 4, 5, 6]
+    assert counter.training_seconds() == 280.0
+    assert counter.expected_epoch_seconds() == 40.0
 
 
 def test_excluded_time_counts_neither_towards_the_budget_nor_the_epoch_length():

@@ -105,7 +105,7 @@ def test_anneal_follows_the_expected_end_and_never_rises():
     assert anneal.factor() == pytest.approx(0.5)  # (480 - 360) / (0.5 * 480)
     clock.now = 480.0
     assert anneal.factor() == 0.0
-    counter._longest_epoch_s = 1.0  # a later estimate with room left does not raise the rate again
+    counter._epoch_lengths_s = [1.0]  # a later estimate with room left does not raise the rate again
     assert anneal.factor() == 0.0
 
 
