@@ -173,8 +173,8 @@ def feed_forward_relu(x, w1, b1, w2, b2):
     """
     if torch.compiler.is_compiling():
         # Inductor fuses the bias and ReLU into its own kernels; the autograd.Function with the Triton
-        # backward broke the compiled graph at every layer (a CUDA-only graph break: host time per
-        # step tripled on an H200), and one graph per block is also what CUDA graphs replay.
+        # backward broke the compiled graph at every layer (a CUDA-only graph break: 50 compiled-graph
+        # calls per training step instead of 4), and one graph per block is what CUDA graphs replay.
         return F.linear(torch.relu(F.linear(x, w1, b1)), w2, b2)
     dtype = x.dtype
     if torch.is_autocast_enabled(x.device.type):
