@@ -141,18 +141,31 @@ class MarkedBrain(SeparationBrain):
         loss = super().fit_batch(batch)
         profiler = self.marks.get("profiler")
         if profiler is not None and profiler.step() >= self.marks["profile_steps"]:
-            self.marks["profiler"] = None
-            text = profiler.finish()
-            self.marks["profile_md"].write_text(text + "\n")
-            print(text, flush=True)
+            self.finish_profile()
         self.mixtures_seen = getattr(self, "mixtures_seen", 0) + len(batch.id)
         counter = self.hparams.epoch_counter
         trained = counter.training_seconds()
         if trained >= self.marks["next_s"]:
+            self.finish_profile()  # fewer steps than asked rather than an evaluation among them
             counter.exclude(self.evaluate_mark("mark", trained))
             while self.marks["next_s"] <= trained:  # a long step (the compiling one) may pass several marks
                 self.marks["next_s"] += self.marks["mark_s"]
         return loss
+
+    def finish_profile(self):
+        """Ends a running step profile (the steps so far) and writes and prints its summary."""
+        profiler = self.marks.get("profiler")
+        if profiler is None:
+            return
+        self.marks["profiler"] = None
+        text = profiler.finish()
+        self.marks["profile_md"].write_text(text + "\n")
+        print(text, flush=True)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.finish_profile()  # the epoch ended within the profiled steps: no validation among them
+        super().on_stage_end(stage, stage_loss, epoch)
 
     def evaluate_mark(self, kind, train_s):
         """Evaluates the current weights on the test split; returns the seconds it took."""
@@ -189,7 +202,8 @@ class MarkedBrain(SeparationBrain):
 class StepProfiler:
     """``torch.profiler`` over consecutive training steps: how much of each step the GPU is busy, and the
     host operations and GPU kernels that take the most time (per step). The profiler's own bookkeeping
-    lengthens the host's share a little."""
+    lengthens the host's share a little; the busy time adds up kernels and copies (overlapping streams
+    would count twice)."""
 
     def __init__(self, device):
         self.device = torch.device(device)
@@ -227,7 +241,7 @@ class StepProfiler:
             else f"on {self.device.type}"
         )
         lines = [
-            f"#### Profile of {n} training steps",
+            f"#### Profile of {n} training step{'s' if n != 1 else ''}",
             "",
             f"{per_step:.1f} ms per step, {busy}.",
             "",

@@ -103,7 +103,7 @@ class TimeBudgetEpochCounter(EpochCounter):
     def expected_end_seconds(self):
         """Training seconds at which the run is expected to stop (``None`` without a budget): the end of
         the last epoch that fits the budget, if the running and later epochs take as long as the longest
-        so far; the budget itself while no epoch has finished.
+        so far (the first left out once another has finished); the budget itself while no epoch has finished.
 
         Example
         -------

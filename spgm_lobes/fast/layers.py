@@ -162,7 +162,8 @@ class _FeedForwardReLU(torch.autograd.Function):
 
 def feed_forward_relu(x, w1, b1, w2, b2):
     """``F.linear(relu(F.linear(x, w1, b1)), w2, b2)`` with fused epilogues in
-    both directions (see :class:`_FeedForwardReLU`; autocast dtype respected).
+    both directions (see :class:`_FeedForwardReLU`; autocast dtype respected);
+    under ``torch.compile``, the plain operations, which Inductor fuses.
 
     Example
     -------
