@@ -28,7 +28,14 @@ recipes and the SPGM/SepFormer papers do:
   estimate; every epoch logs the share of training time spent waiting for data
   (``data_wait``: data loading and dynamic mixing do not keep up when it is large);
 * non-finite or absurd losses (above ``loss_upper_lim``) skip the step; more
-  than ``max_consecutive_bad_steps`` in a row stop training with an error;
+  than ``max_consecutive_bad_steps`` in a row stop training with an error. The
+  host reads each step's checks once its backward pass is queued, and waits for
+  the device there; with ``deferred_step_checks`` and a fused Adam / AdamW the
+  device skips a bad step itself (the optimizer's ``found_inf``, as
+  ``torch.amp.GradScaler`` does) and the host reads the checks one step later,
+  so it queues the next step while the device still runs this one (a bad step is
+  then counted, and a run of them stopped, one step later; the LR warm-up and
+  SpeechBrain's optimizer-step count include the skipped step);
 * checkpoints at each epoch end (and every ``ckpt_interval_minutes``), keeping
   the best by validation SI-SNR; a killed run resumes with its epoch counter,
   optimizer and learning-rate schedule;
@@ -107,7 +114,10 @@ class SeparationBrain(sb.Brain):
     lr_warmup = None  # a LinearWarmup once the optimizer exists, with lr_warmup_steps or lr_anneal_fraction
     lr_anneal = None  # a BudgetAnneal, with lr_anneal_fraction and a time-budget epoch counter
     _warmup_step_pending = False  # the next training step is the first of this fit
-    _cuda_graphs = False  # the mask network replays its compiled blocks as CUDA graphs (compile_mode)
+    _cuda_graphs = False  # the mask network replays its compiled blocks as CUDA graphs (cuda_graphs)
+    _deferred_checks = False  # deferred_step_checks in effect: the device skips bad steps itself
+    _pending_checks = None  # (checks on the host, event) of the last training step, not yet read
+    _bad_since_step = None  # deferred checks: 1.0 on the device when a micro-batch since the last step was bad
     _last_step_end = None  # time.perf_counter() at the end of the last training step
     _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
 
@@ -176,7 +186,16 @@ class SeparationBrain(sb.Brain):
         self.consecutive_bad_steps = 0
         self.skipped_steps = 0
         masknet = self.modules["masknet"] if "masknet" in self.modules else None
-        self._cuda_graphs = bool(getattr(getattr(masknet, "module", masknet), "cuda_graphs", False))  # DDP: .module
+        masknet = getattr(masknet, "module", masknet)  # DDP wraps it
+        if getattr(masknet, "cuda_graphs", False) and self.grad_accumulation_factor > 1:
+            # a replay would overwrite the gradients that the next micro-batch adds to
+            logger.warning("cuda_graphs does not support grad_accumulation_factor > 1: the blocks run uncaptured.")
+            masknet.cuda_graphs = False
+        if getattr(masknet, "cuda_graphs", False) and not self._hp("static_training_shapes", False):
+            logger.warning("cuda_graphs without static_training_shapes records a CUDA graph for every new length.")
+        self._cuda_graphs = bool(getattr(masknet, "cuda_graphs", False))
+        self._deferred_checks = self._hp("deferred_step_checks", False) and self._optimizers_skip_on_device()
+        self._pending_checks = self._bad_since_step = None
         self._warmup_step_pending = True
         self._data_wait_s = self._step_s = 0.0
         self._last_step_end = None
@@ -189,6 +208,7 @@ class SeparationBrain(sb.Brain):
                 self.train_set_with_epoch.set_epoch(epoch)
             self._data_wait_s = self._step_s = 0.0
             self._last_step_end = time.perf_counter()
+            self._bad_since_step = None  # SpeechBrain cleared the gradients of an unfinished accumulation
         if stage == sb.Stage.TEST:
             self.test_rows = []
 
@@ -254,11 +274,16 @@ class SeparationBrain(sb.Brain):
         checks = torch.stack([good.float(), learnable.float()])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(checks, op=torch.distributed.ReduceOp.MIN)  # every process steps, or none
-        good, learnable, value = torch.cat([checks, loss.detach().float().view(1)]).tolist()
+        checks = torch.cat([checks, loss.detach().float().view(1)])
+        if self._deferred_checks:
+            return self._deferred_step(checks, should_step)
+        good, learnable, value = checks.tolist()
         if not good:
             self._skip_bad_step(losses)
             return torch.tensor(0.0)
         if not learnable:  # every utterance is already above 30 dB: nothing to learn
+            if should_step:
+                self.zero_grad(set_to_none=True)
             return torch.tensor(0.0)
         if should_step:
             if self.lr_warmup is not None:
@@ -267,23 +292,90 @@ class SeparationBrain(sb.Brain):
         self.consecutive_bad_steps = 0
         return torch.tensor(value)
 
+    def _optimizers(self):
+        return list(self.optimizers_dict.values()) if self.optimizers_dict else [self.optimizer]
+
+    def _optimizers_skip_on_device(self):
+        """Whether every optimizer can skip a step on the device (fused Adam / AdamW, no gradient scaler:
+        ``deferred_step_checks`` needs it); warns and returns ``False`` otherwise."""
+        optimizers = [opt for opt in self._optimizers() if opt is not None]
+        fused = optimizers and all(
+            isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)) and opt.defaults.get("fused") for opt in optimizers
+        )
+        if fused and not self.scaler.is_enabled():
+            return True
+        logger.warning(
+            "deferred_step_checks needs a fused Adam or AdamW optimizer (fused: True) and no gradient scaler "
+            "(--precision fp16 has one): the host reads each step's checks at once instead."
+        )
+        return False
+
+    def _deferred_step(self, checks, should_step):
+        """The optimizer step of :meth:`train_step` with deferred checks: the device skips a step with a bad
+        micro-batch since the last step (or nothing to learn) through the optimizers' ``found_inf``; the host
+        reads the previous step's checks and returns that step's loss."""
+        bad = 1.0 - checks[0]
+        self._bad_since_step = bad if self._bad_since_step is None else torch.maximum(self._bad_since_step, bad)
+        if should_step:
+            if self.lr_warmup is not None:
+                self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
+            skip = torch.maximum(self._bad_since_step, 1.0 - checks[1])
+            optimizers = self._optimizers()
+            for opt in optimizers:
+                opt.grad_scale, opt.found_inf = None, skip
+            try:
+                self.optimizers_step()
+            finally:
+                for opt in optimizers:
+                    del opt.grad_scale, opt.found_inf
+            self._bad_since_step = None
+        value = self._read_pending_checks()
+        host = checks.to("cpu", non_blocking=True)  # pinned: the copy does not wait for the device
+        event = None
+        if checks.is_cuda:
+            event = torch.cuda.Event()
+            event.record()
+        self._pending_checks = (host, event)
+        return torch.tensor(math.nan if value is None else value)
+
+    def _read_pending_checks(self):
+        """Reads the last step's checks (waiting for the device only if it has not computed them yet),
+        counts a bad step as :meth:`_skip_bad_step` does; returns that step's loss (0.0 for a skipped or
+        unlearnable step), ``None`` when no step is pending."""
+        if self._pending_checks is None:
+            return None
+        host, event = self._pending_checks
+        self._pending_checks = None
+        if event is not None:
+            event.synchronize()
+        good, learnable, value = host.tolist()
+        if not good:
+            self._count_bad_step(value)
+            return 0.0
+        if not learnable:
+            return 0.0
+        self.consecutive_bad_steps = 0
+        return value
+
     def _skip_bad_step(self, loss):
-        loss = loss.detach().float().mean()
+        for opt in self._optimizers():
+            opt.zero_grad(set_to_none=True)
+        self._count_bad_step(loss.detach().float().mean().item())
+
+    def _count_bad_step(self, loss):
         self.skipped_steps += 1
         self.consecutive_bad_steps += 1
-        for opt in self.optimizers_dict.values() if self.optimizers_dict else [self.optimizer]:
-            opt.zero_grad(set_to_none=True)
         limit = self._hp("max_consecutive_bad_steps", 10)
         logger.warning(
             "Skipped a training step with loss %s (%d skipped so far, %d in a row).",
-            loss.item(),
+            loss,
             self.skipped_steps,
             self.consecutive_bad_steps,
         )
         if self.consecutive_bad_steps > limit:
             raise RuntimeError(
                 f"{self.consecutive_bad_steps} training steps in a row had a non-finite or absurd loss "
-                f"(last: {loss.item()}; max_consecutive_bad_steps = {limit}). Check the data (silent or "
+                f"(last: {loss}; max_consecutive_bad_steps = {limit}). Check the data (silent or "
                 "clipped files), lower the learning rate or use --precision fp32."
             )
 
@@ -382,6 +474,10 @@ class SeparationBrain(sb.Brain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, schedules the learning rate, checkpoints, writes test results."""
+        if stage == sb.Stage.TRAIN and self._pending_checks is not None:
+            # deferred checks: each step returned the loss of the one before; the last one's loss
+            # completes the epoch's average (SpeechBrain's running mean over self.step steps)
+            stage_loss += self._read_pending_checks() / max(self.step, 1)
         stage_stats = {"si-snr": stage_loss}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stage_stats

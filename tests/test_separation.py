@@ -1,5 +1,7 @@
 """Unit tests of the SeparationBrain: LR schedule, bad steps, padding-free metrics."""
 
+import functools
+import logging
 import math
 
 import pytest
@@ -139,12 +141,89 @@ def test_bad_steps_are_skipped_then_training_stops(tmp_path, bad_value):
         brain.fit_batch(batch)
 
 
+def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, **overrides):
+    """A tiny Brain with a fused Adam (what deferred_step_checks needs), seeded for comparisons."""
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY,
+                 "deferred_step_checks": deferred, **overrides}  # fmt: skip
+    torch.manual_seed(0)
+    with open(RECIPE) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    (tmp_path / "out").mkdir(exist_ok=True)
+    opt_class = functools.partial(torch.optim.Adam, lr=hparams["lr"], fused=True)
+    brain = brain_class(modules=hparams["modules"], opt_class=opt_class, hparams=hparams, run_opts={"device": "cpu"})
+    brain.on_fit_start()
+    return brain
+
+
+def _train_steps(brain, batches):
+    """Runs training steps as SpeechBrain's loop does; returns the per-step losses and the epoch's loss."""
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    values, average = [], 0.0
+    for batch in batches:
+        brain.step += 1
+        loss = brain.fit_batch(batch)
+        values.append(float(loss))
+        average = brain.update_average(loss, average)
+    brain.on_stage_end(sb.Stage.TRAIN, average, 1)
+    return values, brain.train_stats["si-snr"]
+
+
+def test_deferred_checks_train_as_the_synchronous_ones(tmp_path):
+    torch.manual_seed(1)
+    batches = [PaddedBatch(_batch([400, 400])) for _ in range(4)]
+    runs = {}
+    for deferred in (False, True):
+        brain = _fused_brain(tmp_path / str(deferred), deferred)
+        assert brain._deferred_checks == deferred
+        runs[deferred] = (_train_steps(brain, batches), [p.detach().clone() for p in brain.modules.parameters()])
+    (sync_values, sync_epoch), sync_weights = runs[False]
+    (deferred_values, deferred_epoch), deferred_weights = runs[True]
+    for p, q in zip(sync_weights, deferred_weights):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert math.isnan(deferred_values[0]) and deferred_values[1:] == pytest.approx(sync_values[:-1])
+    assert deferred_epoch == pytest.approx(sync_epoch) == pytest.approx(sum(sync_values) / len(sync_values))
+
+
+def test_deferred_checks_skip_bad_steps_on_the_device_and_count_them_a_step_later(tmp_path):
+    brain = _fused_brain(tmp_path, True, brain_class=_NaNLossBrain, max_consecutive_bad_steps=2)
+    brain.bad_value = math.nan
+    before = [p.detach().clone() for p in brain.modules.parameters()]
+    batch = PaddedBatch(_batch([400, 400]))
+    for expected_skipped in (0, 1, 2):
+        brain.fit_batch(batch)
+        assert brain.skipped_steps == expected_skipped
+    for p, q in zip(before, brain.modules.parameters()):
+        assert torch.equal(p, q)  # the device skipped every update
+    assert all(state["step"] == 0 for state in brain.optimizer.state.values())
+    with pytest.raises(RuntimeError, match="3 training steps in a row"):
+        brain.fit_batch(batch)
+
+
+def test_deferred_checks_need_a_fused_optimizer(brain, caplog):
+    brain.hparams.deferred_step_checks = True
+    with caplog.at_level(logging.WARNING):
+        brain.on_fit_start()
+    assert not brain._deferred_checks
+    assert "needs a fused Adam" in caplog.text
+
+
 def test_a_good_step_resets_the_bad_step_count(brain):
     batch = PaddedBatch(_batch([400, 300]))
     brain.consecutive_bad_steps = 5
     loss = brain.fit_batch(batch)
     assert torch.isfinite(loss) and loss != 0
     assert brain.consecutive_bad_steps == 0
+
+
+def test_a_step_with_nothing_to_learn_leaves_no_gradients(brain, monkeypatch):
+    # every utterance above the 30-dB threshold: no update, and no gradients left for the next step to add to
+    monkeypatch.setattr(
+        "spgm_lobes.separation.threshold_loss", lambda losses, threshold: (losses.mean(), torch.tensor(False))
+    )
+    before = [p.detach().clone() for p in brain.modules.parameters()]
+    assert brain.fit_batch(PaddedBatch(_batch([400, 300]))).item() == 0.0
+    assert all(p.grad is None for p in brain.modules.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(before, brain.modules.parameters()))
 
 
 def test_noise_is_added_back_after_speed_perturbation(brain):
@@ -245,7 +324,7 @@ def test_the_first_step_is_reported_as_warmup(brain):
     assert 0.0 <= brain.train_stats["data_wait"] < 1.0
 
 
-def _compiled_brain(tmp_path, monkeypatch, static, cuda_graphs=False):
+def _compiled_brain(tmp_path, monkeypatch, static, cuda_graphs=False, **run_opts):
     """A tiny Brain whose mask network compiles through a counting backend (no code generation)."""
     from torch._dynamo.testing import CompileCounter
 
@@ -263,7 +342,7 @@ def _compiled_brain(tmp_path, monkeypatch, static, cuda_graphs=False):
     with open(RECIPE) as f:
         hparams = load_hyperpyyaml(f, overrides)
     modules = use_fast_masknet(hparams["modules"], compile=True, cuda_graphs=cuda_graphs)
-    run_opts = {"device": "cpu"}
+    run_opts = {"device": "cpu", **run_opts}
     brain = SeparationBrain(modules=modules, opt_class=hparams["optimizer"], hparams=hparams, run_opts=run_opts)
     brain.on_fit_start()
     return brain, counter
@@ -301,6 +380,15 @@ def test_each_training_step_starts_a_new_cuda_graph_iteration(tmp_path, monkeypa
         brain.fit_batch(PaddedBatch(_batch(lengths)))
     torch._dynamo.reset()
     assert len(marks) == (3 if cuda_graphs else 0)
+
+
+def test_cuda_graphs_are_turned_off_with_gradient_accumulation(tmp_path, monkeypatch, caplog):
+    # a replay would overwrite the gradients that the next micro-batch adds to
+    with caplog.at_level(logging.WARNING):
+        brain, _ = _compiled_brain(tmp_path, monkeypatch, static=True, cuda_graphs=True, grad_accumulation_factor=2)
+    torch._dynamo.reset()
+    assert not brain._cuda_graphs and not brain.modules["masknet"].cuda_graphs
+    assert "grad_accumulation_factor" in caplog.text
 
 
 def test_test_files_are_written_by_the_main_process_only(brain, tmp_path, monkeypatch):
