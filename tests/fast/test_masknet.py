@@ -134,3 +134,18 @@ def test_cuda_graphs_compile_the_blocks_in_reduce_overhead_mode(build, monkeypat
     x = torch.rand(1, masknet.conv1d.in_channels, 40)
     graphs(x), plain(x), graphs(x)
     assert modes == ["reduce-overhead", None]  # one compiled function per kind, reused
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path of compiled training (no GPU here)")
+def test_a_compiled_dual_block_is_one_graph_in_cuda_bf16_training(build):
+    # the CUDA-only kernels (FlexAttention, the fused feed-forward) once broke this graph at every layer,
+    # which CPU runs could not see
+    from spgm_lobes.fast.masknet import dual_block_forward
+
+    masknet = build("spgm-ap")["modules"]["masknet"].cuda().train()
+    N = masknet.conv1d.out_channels
+    x = torch.randn(2, 5, masknet.K, N, device="cuda", requires_grad=True)
+    torch._dynamo.reset()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        explanation = torch._dynamo.explain(dual_block_forward)(masknet.dual_mdl[0], x)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
