@@ -259,9 +259,7 @@ class StepProfiler:
         )
         if gpu:
             lines += ["", "| GPU kernel | ms per step | launches per step |", "|---|---|---|"]
-            lines += [
-                f"| `{e.key[:70]}` | {e.self_device_time_total / 1e3 / n:.2f} | {e.count / n:.0f} |" for e in gpu[:10]
-            ]
+            lines += [row.format(e.key[:70], e.self_device_time_total / 1e3 / n, e.count / n) for e in gpu[:10]]
         return "\n".join(lines)
 
 

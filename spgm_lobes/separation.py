@@ -278,19 +278,31 @@ class SeparationBrain(sb.Brain):
         if self._deferred_checks:
             return self._deferred_step(checks, should_step)
         good, learnable, value = checks.tolist()
-        if not good:
-            self._skip_bad_step(losses)
-            return torch.tensor(0.0)
-        if not learnable:  # every utterance is already above 30 dB: nothing to learn
+        if good and learnable:
             if should_step:
-                self.zero_grad(set_to_none=True)
-            return torch.tensor(0.0)
-        if should_step:
-            if self.lr_warmup is not None:
-                self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
-            self.optimizers_step()
+                self._warm_up_lr()
+                self.optimizers_step()
+        elif not good or should_step:
+            # a bad micro-batch spoils the gradients accumulated so far; a step with nothing to learn (every
+            # utterance above 30 dB) leaves none for the next one to add to
+            self.zero_grad(set_to_none=True)
+        return torch.tensor(self._settle_step(good, learnable, value))
+
+    def _warm_up_lr(self):
+        """Sets the rate of the coming optimizer step (warm-up, budget decay)."""
+        if self.lr_warmup is not None:
+            self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
+
+    def _settle_step(self, good, learnable, value):
+        """Counts a step by its checks (a bad one as skipped, stopping after too many in a row); returns
+        its loss, 0.0 for a skipped step or one with nothing to learn."""
+        if not good:
+            self._count_bad_step(value)
+            return 0.0
+        if not learnable:
+            return 0.0
         self.consecutive_bad_steps = 0
-        return torch.tensor(value)
+        return value
 
     def _optimizers(self):
         return list(self.optimizers_dict.values()) if self.optimizers_dict else [self.optimizer]
@@ -317,8 +329,7 @@ class SeparationBrain(sb.Brain):
         bad = 1.0 - checks[0]
         self._bad_since_step = bad if self._bad_since_step is None else torch.maximum(self._bad_since_step, bad)
         if should_step:
-            if self.lr_warmup is not None:
-                self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
+            self._warm_up_lr()
             skip = torch.maximum(self._bad_since_step, 1.0 - checks[1])
             optimizers = self._optimizers()
             for opt in optimizers:
@@ -339,28 +350,15 @@ class SeparationBrain(sb.Brain):
         return torch.tensor(math.nan if value is None else value)
 
     def _read_pending_checks(self):
-        """Reads the last step's checks (waiting for the device only if it has not computed them yet),
-        counts a bad step as :meth:`_skip_bad_step` does; returns that step's loss (0.0 for a skipped or
-        unlearnable step), ``None`` when no step is pending."""
+        """Reads the last step's checks (waiting for the device only if it has not computed them yet) and
+        settles that step (:meth:`_settle_step`); returns its loss, ``None`` when no step is pending."""
         if self._pending_checks is None:
             return None
         host, event = self._pending_checks
         self._pending_checks = None
         if event is not None:
             event.synchronize()
-        good, learnable, value = host.tolist()
-        if not good:
-            self._count_bad_step(value)
-            return 0.0
-        if not learnable:
-            return 0.0
-        self.consecutive_bad_steps = 0
-        return value
-
-    def _skip_bad_step(self, loss):
-        for opt in self._optimizers():
-            opt.zero_grad(set_to_none=True)
-        self._count_bad_step(loss.detach().float().mean().item())
+        return self._settle_step(*host.tolist())
 
     def _count_bad_step(self, loss):
         self.skipped_steps += 1
@@ -474,10 +472,11 @@ class SeparationBrain(sb.Brain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, schedules the learning rate, checkpoints, writes test results."""
-        if stage == sb.Stage.TRAIN and self._pending_checks is not None:
+        last = self._read_pending_checks() if stage == sb.Stage.TRAIN else None
+        if last is not None:
             # deferred checks: each step returned the loss of the one before; the last one's loss
             # completes the epoch's average (SpeechBrain's running mean over self.step steps)
-            stage_loss += self._read_pending_checks() / max(self.step, 1)
+            stage_loss += last / max(self.step, 1)
         stage_stats = {"si-snr": stage_loss}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stage_stats
