@@ -81,7 +81,7 @@ DEBUG_MODEL = {"N_encoder_out": 16, "out_channels": 16, "nhead": 2, "d_ffn": 32,
 # synthetic utterances (2-4 s) and epochs of a few hundred steps, so the schedule can act.
 GPU_ARCHITECTURE = "spgm-ap-s"
 GPU_TRAINING = {
-    "regime": "fast",  # batches of 16 2-s crops, LR annealed to zero over the budget's second half
+    "regime": "fast",  # batches of 24 2-s crops, LR annealed to zero over the budget's second half
     "dm_mixtures_per_epoch": 6400,
     "N_epochs": 1000,
     "ckpt_interval_minutes": 0,
