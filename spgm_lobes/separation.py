@@ -152,7 +152,9 @@ class SeparationBrain(sb.Brain):
                     mix, targets, host_lengths = random_crop(
                         mix, targets, int(self.hparams.training_signal_len), host_lengths
                     )
-            if self.device_type == "cuda":  # a copy from pageable memory would wait for the device
+            if self.device_type == "cuda" and not host_lengths.is_cuda:
+                # a copy from pageable memory would wait for the device (a batch moved once already, as
+                # PaddedBatch.to moves in place, has its lengths on the device)
                 host_lengths = host_lengths.pin_memory()
             lengths = host_lengths.to(self.device, non_blocking=True)
         return mix, targets, lengths

@@ -141,7 +141,10 @@ def test_bad_steps_are_skipped_then_training_stops(tmp_path, bad_value):
         brain.fit_batch(batch)
 
 
-def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, **overrides):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
+
+
+def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, device="cpu", **overrides):
     """A tiny Brain with a fused Adam (what deferred_step_checks needs), seeded for comparisons."""
     overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY,
                  "deferred_step_checks": deferred, **overrides}  # fmt: skip
@@ -150,7 +153,7 @@ def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, **overrides):
         hparams = load_hyperpyyaml(f, overrides)
     (tmp_path / "out").mkdir(exist_ok=True)
     opt_class = functools.partial(torch.optim.Adam, lr=hparams["lr"], fused=True)
-    brain = brain_class(modules=hparams["modules"], opt_class=opt_class, hparams=hparams, run_opts={"device": "cpu"})
+    brain = brain_class(modules=hparams["modules"], opt_class=opt_class, hparams=hparams, run_opts={"device": device})
     brain.on_fit_start()
     return brain
 
@@ -168,12 +171,13 @@ def _train_steps(brain, batches):
     return values, brain.train_stats["si-snr"]
 
 
-def test_deferred_checks_train_as_the_synchronous_ones(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_deferred_checks_train_as_the_synchronous_ones(tmp_path, device):
     torch.manual_seed(1)
     batches = [PaddedBatch(_batch([400, 400])) for _ in range(4)]
     runs = {}
     for deferred in (False, True):
-        brain = _fused_brain(tmp_path / str(deferred), deferred)
+        brain = _fused_brain(tmp_path / str(deferred), deferred, device=device)
         assert brain._deferred_checks == deferred
         runs[deferred] = (_train_steps(brain, batches), [p.detach().clone() for p in brain.modules.parameters()])
     (sync_values, sync_epoch), sync_weights = runs[False]
@@ -184,8 +188,9 @@ def test_deferred_checks_train_as_the_synchronous_ones(tmp_path):
     assert deferred_epoch == pytest.approx(sync_epoch) == pytest.approx(sum(sync_values) / len(sync_values))
 
 
-def test_deferred_checks_skip_bad_steps_on_the_device_and_count_them_a_step_later(tmp_path):
-    brain = _fused_brain(tmp_path, True, brain_class=_NaNLossBrain, max_consecutive_bad_steps=2)
+@pytest.mark.parametrize("device", DEVICES)
+def test_deferred_checks_skip_bad_steps_on_the_device_and_count_them_a_step_later(tmp_path, device):
+    brain = _fused_brain(tmp_path, True, brain_class=_NaNLossBrain, device=device, max_consecutive_bad_steps=2)
     brain.bad_value = math.nan
     before = [p.detach().clone() for p in brain.modules.parameters()]
     batch = PaddedBatch(_batch([400, 400]))
