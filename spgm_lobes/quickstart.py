@@ -86,8 +86,8 @@ GPU_TRAINING = {
     "N_epochs": 1000,
     "ckpt_interval_minutes": 0,
 }
-# On an H200, 5 minutes gave 7.8 dB SI-SNRi with the validation score still rising every epoch (bench/README.md);
-# 8 minutes of training keep the whole GPU quickstart under 10 minutes.
+# On an H200, 8 minutes gave 10.2 dB SI-SNRi with the validation score still rising (bench/README.md), and
+# keep the whole GPU quickstart under 10 minutes.
 DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 8.0}
 
 
@@ -371,7 +371,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--output", default="quickstart", help="output folder (default: ./quickstart)")
     parser.add_argument(
-        "--minutes", type=float, default=None, help="training time budget in minutes (default 10 on a CPU, 5 on a GPU)"
+        "--minutes",
+        type=float,
+        default=None,
+        help=f"training time budget in minutes (default {DEFAULT_MINUTES['cpu']:g} on a CPU, "
+        f"{DEFAULT_MINUTES['cuda']:g} on a GPU)",
     )
     parser.add_argument("--librispeech", default=None, help="LibriSpeech-layout folder: use real speech instead")
     parser.add_argument("--debug", action="store_true", help="seconds-long pass with a tiny model (for tests)")
