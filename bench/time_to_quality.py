@@ -223,8 +223,9 @@ class StepProfiler:
         self.steps += 1
         return self.steps
 
-    def finish(self):
-        """Stops profiling; returns a markdown summary."""
+    def finish(self, host_rows=15, kernel_rows=20):
+        """Stops profiling; returns a markdown summary: the ``host_rows`` host operations and ``kernel_rows`` GPU
+        kernels that take the most time, and a last row adding up the others."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         wall = time.perf_counter() - self.start
@@ -250,17 +251,36 @@ class StepProfiler:
             "| host operation (self time) | ms per step | calls per step |",
             "|---|---|---|",
         ]
-        host = sorted((e for e in events if e.self_cpu_time_total > 0), key=lambda e: -e.self_cpu_time_total)
-        row = "| `{}` | {:.2f} | {:.0f} |"
-        lines += [row.format(e.key[:70], e.self_cpu_time_total / 1e3 / n, e.count / n) for e in host[:15]]
-        gpu = sorted(
-            (e for e in events if e.device_type == cuda and e.self_device_time_total > 0 and e.key not in annotations),
-            key=lambda e: -e.self_device_time_total,
-        )
+        host = [(e.key, e.self_cpu_time_total, e.count) for e in events if e.self_cpu_time_total > 0]
+        lines += top_rows(host, host_rows, n, "host operations")
+        gpu = [
+            (e.key, e.self_device_time_total, e.count)
+            for e in events
+            if e.device_type == cuda and e.self_device_time_total > 0 and e.key not in annotations
+        ]
         if gpu:
             lines += ["", "| GPU kernel | ms per step | launches per step |", "|---|---|---|"]
-            lines += [row.format(e.key[:70], e.self_device_time_total / 1e3 / n, e.count / n) for e in gpu[:10]]
+            lines += top_rows(gpu, kernel_rows, n, "kernels")
         return "\n".join(lines)
+
+
+def top_rows(items, limit, steps, kind):
+    """Markdown rows of the ``limit`` ``(name, microseconds, calls)`` items that take the most time, per step of
+    ``steps``, and a last row adding up the others.
+
+    Example
+    -------
+    >>> print("\\n".join(top_rows([("mm", 3000, 4), ("add", 1000, 8), ("mul", 500, 2)], 1, 2, "kernels")))
+    | `mm` | 1.50 | 2 |
+    | (2 other kernels) | 0.75 | 5 |
+    """
+    items = sorted(items, key=lambda item: -item[1])
+    rows = [f"| `{name[:70]}` | {us / 1e3 / steps:.2f} | {count / steps:.0f} |" for name, us, count in items[:limit]]
+    rest = items[limit:]
+    if rest:
+        us, count = sum(item[1] for item in rest), sum(item[2] for item in rest)
+        rows.append(f"| ({len(rest)} other {kind}) | {us / 1e3 / steps:.2f} | {count / steps:.0f} |")
+    return rows
 
 
 def build_datasets_with_marks(recipe, marks):
