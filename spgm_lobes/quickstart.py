@@ -86,8 +86,8 @@ GPU_TRAINING = {
     "N_epochs": 1000,
     "ckpt_interval_minutes": 0,
 }
-# On an H200, 8 minutes gave 10.2 dB SI-SNRi with the validation score still rising (bench/README.md), and
-# keep the whole GPU quickstart under 10 minutes.
+# On an H200 (shared with another run), 8 minutes gave 10.2 dB SI-SNRi, validation flat over the last two epochs
+# (bench/README.md), and keep the whole GPU quickstart under 10 minutes.
 DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 8.0}
 
 
