@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,13 +168,16 @@ def parameter_count(row, quick):
     return sum(count_parameters(m) for m in modules.values())
 
 
+@cache
+def time_to_quality():
+    """``bench/time_to_quality.py`` as a module (its run CSV reader and plot), loaded once."""
+    return load_script(REPO / "bench" / "time_to_quality.py", "table1_time_to_quality")
+
+
 def read_run_rows(folder, regime, row, seed):
     """The run's CSV rows (marks, then the final one), or None when the run wrote none."""
     path = folder / "out" / f"ttq_{regime}_{row}_s{seed}.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return time_to_quality().read_rows_of(path) if path.is_file() else None
 
 
 def failure_tail(folder, width=100):
@@ -268,9 +271,8 @@ def write_outputs(args, out, table):
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(table)
-    ttq = load_script(REPO / "bench" / "time_to_quality.py", "table1_time_to_quality")
     folders = [run_folder(out, row, seed) / "out" for row in args.rows for seed in args.seeds]
-    ttq.plot([f for f in folders if f.is_dir()], out / "table1.png")
+    time_to_quality().plot([f for f in folders if f.is_dir()], out / "table1.png")
     return text
 
 
