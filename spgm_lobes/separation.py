@@ -71,6 +71,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from .checkpoints import set_aside_incomplete_checkpoints
 from .dsp.augment import fix_length, random_crop, speed_perturb_sources
 from .fast import encode_mask_decode
+from .fast.layers import compile_time_summary
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
 from .metrics.results import RESULTS_FILE, write_results_csv
 from .metrics.separation import separation_metrics
@@ -248,6 +249,9 @@ class SeparationBrain(sb.Brain):
                 torch.cuda.synchronize(self.device)
                 end = time.perf_counter()
             logger.info("First training step (compilation, warm-up): %.1f s", end - start)
+            phases = compile_time_summary()
+            if phases:
+                logger.info("Compilation so far: %s", ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
             note_warmup = getattr(self.hparams.epoch_counter, "note_warmup", None) if self.hparams else None
             if note_warmup is not None:
                 note_warmup(end - start)

@@ -144,8 +144,9 @@ def test_bad_steps_are_skipped_then_training_stops(tmp_path, bad_value):
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
 
 
-def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, device="cpu", **overrides):
-    """A tiny Brain with a fused Adam (what deferred_step_checks needs), seeded for comparisons."""
+def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, device="cpu", checkpoints=False, **overrides):
+    """A tiny Brain with a fused Adam (what deferred_step_checks needs), seeded for comparisons;
+    ``checkpoints=True`` gives it the recipe's checkpointer (which ``on_fit_start`` recovers from)."""
     overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "arch": TINY,
                  "deferred_step_checks": deferred, **overrides}  # fmt: skip
     torch.manual_seed(0)
@@ -153,7 +154,9 @@ def _fused_brain(tmp_path, deferred, brain_class=SeparationBrain, device="cpu", 
         hparams = load_hyperpyyaml(f, overrides)
     (tmp_path / "out").mkdir(exist_ok=True)
     opt_class = functools.partial(torch.optim.Adam, lr=hparams["lr"], fused=True)
-    brain = brain_class(modules=hparams["modules"], opt_class=opt_class, hparams=hparams, run_opts={"device": device})
+    checkpointer = hparams["checkpointer"] if checkpoints else None
+    brain = brain_class(modules=hparams["modules"], opt_class=opt_class, hparams=hparams, run_opts={"device": device},
+                        checkpointer=checkpointer)  # fmt: skip
     brain.on_fit_start()
     return brain
 
@@ -354,6 +357,19 @@ def _compiled_brain(tmp_path, monkeypatch, static, cuda_graphs=False, **run_opts
     brain = SeparationBrain(modules=modules, opt_class=hparams["optimizer"], hparams=hparams, run_opts=run_opts)
     brain.on_fit_start()
     return brain, counter
+
+
+def test_the_first_compiled_step_logs_where_compilation_went(tmp_path, monkeypatch, caplog):
+    brain, counter = _compiled_brain(tmp_path, monkeypatch, static=True)
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    brain.modules.train()
+    with caplog.at_level(logging.INFO, logger="spgm_lobes.separation"):
+        brain.fit_batch(PaddedBatch(_batch([700, 500])))
+        brain.fit_batch(PaddedBatch(_batch([600, 500])))
+    torch._dynamo.reset()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compilation so far")]
+    assert counter.frame_count > 0
+    assert len(lines) == 1 and "Dynamo tracing" in lines[0], lines
 
 
 @pytest.mark.parametrize("static", [True, False])

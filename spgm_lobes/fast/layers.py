@@ -293,6 +293,42 @@ def compile_options(cuda_graphs=False):
     return {"dynamic": None, "mode": "reduce-overhead"} if cuda_graphs else {"dynamic": None}
 
 
+# Phases of ``torch._dynamo.utils.compile_times()`` reported by :func:`compile_time_summary`.
+COMPILE_PHASES = {
+    "Dynamo tracing": "bytecode_tracing",
+    "forward graph (AOTAutograd, Inductor)": "OutputGraph.call_user_compiler",
+    "backward graph (Inductor)": "compile_fx.<locals>.bw_compiler",
+    "waiting for kernel builds": "async_compile.wait",
+}
+
+
+def compile_time_summary():
+    """Seconds spent so far in this process in the main phases of ``torch.compile``
+    (:data:`COMPILE_PHASES`, from Dynamo's own timers), ``{}`` when nothing was
+    compiled. The backward graph compiles during the first backward pass;
+    waiting for kernel builds (Triton, C++) is part of the two graph phases.
+
+    Example
+    -------
+    >>> torch._dynamo.reset()
+    >>> compile_time_summary()
+    {}
+    >>> f = torch.compile(lambda x: x * 2, backend="eager")
+    >>> f(torch.ones(2)).tolist()
+    [2.0, 2.0]
+    >>> list(compile_time_summary())[0]
+    'Dynamo tracing'
+    """
+    try:
+        from torch._dynamo.utils import compile_times
+
+        names, seconds = compile_times(repr="csv", aggregate=True)
+    except Exception:  # a private API: no summary rather than a failed run
+        return {}
+    spent = dict(zip(names, seconds))
+    return {phase: float(spent[key]) for phase, key in COMPILE_PHASES.items() if key in spent}
+
+
 _COMPILED = {}
 
 
