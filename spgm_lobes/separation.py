@@ -331,7 +331,9 @@ class SeparationBrain(sb.Brain):
     def _deferred_step(self, checks, should_step):
         """The optimizer step of :meth:`train_step` with deferred checks: the device skips a step with a bad
         micro-batch since the last step (or nothing to learn) through the optimizers' ``found_inf``; the host
-        reads the previous step's checks and returns that step's loss."""
+        reads the previous step's checks and returns that step's loss, 0.0 when no step is pending (the first
+        of an epoch or after an intra-epoch checkpoint): SpeechBrain's running mean over ``self.step`` steps
+        then holds every settled loss, and :meth:`on_stage_end` adds the last one."""
         bad = 1.0 - checks[0]
         self._bad_since_step = bad if self._bad_since_step is None else torch.maximum(self._bad_since_step, bad)
         if should_step:
@@ -353,7 +355,7 @@ class SeparationBrain(sb.Brain):
             event = torch.cuda.Event()
             event.record()
         self._pending_checks = (host, event)
-        return torch.tensor(math.nan if value is None else value)
+        return torch.tensor(0.0 if value is None else value)
 
     def _read_pending_checks(self):
         """Reads the last step's checks (waiting for the device only if it has not computed them yet) and
@@ -365,6 +367,15 @@ class SeparationBrain(sb.Brain):
         if event is not None:
             event.synchronize()
         return self._settle_step(*host.tolist())
+
+    def _save_intra_epoch_ckpt(self):
+        """SpeechBrain's intra-epoch checkpoint, after settling the pending step (deferred checks): its loss
+        goes into the saved running mean, so a run resumed from this checkpoint still averages every step
+        of the epoch (the next step then returns 0.0, see :meth:`_deferred_step`)."""
+        value = self._read_pending_checks()
+        if value is not None:
+            self.avg_train_loss += value / max(self.step, 1)
+        super()._save_intra_epoch_ckpt()
 
     def _count_bad_step(self, loss):
         self.skipped_steps += 1

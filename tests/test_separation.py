@@ -190,8 +190,43 @@ def test_deferred_checks_train_as_the_synchronous_ones(tmp_path, device, monkeyp
     (deferred_values, deferred_epoch), deferred_weights = runs[True]
     for p, q in zip(sync_weights, deferred_weights):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
-    assert math.isnan(deferred_values[0]) and deferred_values[1:] == pytest.approx(sync_values[:-1])
+    assert deferred_values[0] == 0.0 and deferred_values[1:] == pytest.approx(sync_values[:-1])
     assert deferred_epoch == pytest.approx(sync_epoch) == pytest.approx(sum(sync_values) / len(sync_values))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_deferred_checks_average_every_step_across_an_intra_epoch_checkpoint(tmp_path, device, monkeypatch):
+    if device == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    torch.manual_seed(1)
+    batches = [PaddedBatch(_batch([400, 400])) for _ in range(5)]
+
+    def steps(brain, batches, values):  # SpeechBrain's training loop, without its data loader
+        for batch in batches:
+            brain.step += 1
+            values.append(float(brain.fit_batch(batch)))
+            brain.avg_train_loss = brain.update_average(torch.tensor(values[-1]), brain.avg_train_loss)
+
+    epoch_losses, sync_values = {}, []
+    for run in ("sync", "deferred", "deferred, resumed"):
+        folder = tmp_path / run.replace(", ", "-")
+        brain = _fused_brain(folder, run != "sync", device=device, checkpoints=True)
+        brain.on_stage_start(sb.Stage.TRAIN, 1)
+        values = sync_values if run == "sync" else []
+        steps(brain, batches[:2], values)
+        brain._save_intra_epoch_ckpt()
+        if run.endswith("resumed"):  # a new process: the pending step's checks are gone with the old one
+            brain = _fused_brain(folder, True, device=device, checkpoints=True)  # on_fit_start recovers
+            assert brain.step == 2 and brain._pending_checks is None
+            brain.on_stage_start(sb.Stage.TRAIN, 1)
+        torch.manual_seed(2)  # the same augmentation draws after the checkpoint, in every run
+        steps(brain, batches[2:], values)
+        brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, 1)
+        epoch_losses[run] = brain.train_stats["si-snr"]
+    assert epoch_losses["sync"] == pytest.approx(sum(sync_values) / len(sync_values))
+    assert epoch_losses["deferred"] == pytest.approx(epoch_losses["sync"], rel=1e-5)
+    assert epoch_losses["deferred, resumed"] == pytest.approx(epoch_losses["sync"], rel=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
