@@ -368,13 +368,18 @@ class SeparationBrain(sb.Brain):
             event.synchronize()
         return self._settle_step(*host.tolist())
 
+    def _with_pending_loss(self, average):
+        """``average``, SpeechBrain's running mean of the losses over ``self.step`` steps, completed with the
+        loss of the pending step (deferred checks: each step returned the loss of the one before), which
+        this settles; ``average`` itself when no step is pending."""
+        value = self._read_pending_checks()
+        return average if value is None else average + value / max(self.step, 1)
+
     def _save_intra_epoch_ckpt(self):
         """SpeechBrain's intra-epoch checkpoint, after settling the pending step (deferred checks): its loss
         goes into the saved running mean, so a run resumed from this checkpoint still averages every step
         of the epoch (the next step then returns 0.0, see :meth:`_deferred_step`)."""
-        value = self._read_pending_checks()
-        if value is not None:
-            self.avg_train_loss += value / max(self.step, 1)
+        self.avg_train_loss = self._with_pending_loss(self.avg_train_loss)
         super()._save_intra_epoch_ckpt()
 
     def _count_bad_step(self, loss):
@@ -489,11 +494,8 @@ class SeparationBrain(sb.Brain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, schedules the learning rate, checkpoints, writes test results."""
-        last = self._read_pending_checks() if stage == sb.Stage.TRAIN else None
-        if last is not None:
-            # deferred checks: each step returned the loss of the one before; the last one's loss
-            # completes the epoch's average (SpeechBrain's running mean over self.step steps)
-            stage_loss += last / max(self.step, 1)
+        if stage == sb.Stage.TRAIN:  # deferred checks: the epoch's last step completes its average
+            stage_loss = self._with_pending_loss(stage_loss)
         stage_stats = {"si-snr": stage_loss}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stage_stats
