@@ -190,13 +190,13 @@ class SeparationBrain(sb.Brain):
         self.skipped_steps = 0
         masknet = self.modules["masknet"] if "masknet" in self.modules else None
         masknet = getattr(masknet, "module", masknet)  # DDP wraps it
-        if getattr(masknet, "cuda_graphs", False) and self.grad_accumulation_factor > 1:
+        self._cuda_graphs = bool(getattr(masknet, "cuda_graphs", False))
+        if self._cuda_graphs and self.grad_accumulation_factor > 1:
             # a replay would overwrite the gradients that the next micro-batch adds to
             logger.warning("cuda_graphs does not support grad_accumulation_factor > 1: the blocks run uncaptured.")
-            masknet.cuda_graphs = False
-        if getattr(masknet, "cuda_graphs", False) and not self._hp("static_training_shapes", False):
+            masknet.cuda_graphs = self._cuda_graphs = False
+        elif self._cuda_graphs and not self._hp("static_training_shapes", False):
             logger.warning("cuda_graphs without static_training_shapes records a CUDA graph for every new length.")
-        self._cuda_graphs = bool(getattr(masknet, "cuda_graphs", False))
         self._deferred_checks = self._hp("deferred_step_checks", False) and self._optimizers_skip_on_device()
         self._pending_checks = self._bad_since_step = None
         self._warmup_step_pending = True
