@@ -145,14 +145,22 @@ class MarkedBrain(SeparationBrain):
         if profiler is not None and profiler.step() >= self.marks["profile_steps"]:
             self.finish_profile()
         self.mixtures_seen = getattr(self, "mixtures_seen", 0) + len(batch.id)
+        self.evaluate_due_mark()
+        return loss
+
+    def evaluate_due_mark(self):
+        """Evaluates the current weights once training time has passed the next mark, and moves the next mark
+        past it (a long step, the compiling one, may pass several). The evaluation is excluded from training
+        time. Called after each step and once more when training ends: validation counts as training time,
+        so the last epoch's may pass a mark after the last step."""
         counter = self.hparams.epoch_counter
         trained = counter.training_seconds()
-        if trained >= self.marks["next_s"]:
-            self.finish_profile()  # fewer steps than asked rather than an evaluation among them
-            counter.exclude(self.evaluate_mark("mark", trained))
-            while self.marks["next_s"] <= trained:  # a long step (the compiling one) may pass several marks
-                self.marks["next_s"] += self.marks["mark_s"]
-        return loss
+        if trained < self.marks["next_s"]:
+            return
+        self.finish_profile()  # fewer steps than asked rather than an evaluation among them
+        counter.exclude(self.evaluate_mark("mark", trained))
+        while self.marks["next_s"] <= trained:
+            self.marks["next_s"] += self.marks["mark_s"]
 
     def finish_profile(self):
         """Ends a running step profile (the steps so far) and writes and prints its summary."""
@@ -374,6 +382,7 @@ def run(args):
             args.segment_s = self.hparams.training_signal_len / self.hparams.sample_rate
 
         def on_evaluate_start(self, max_key=None, min_key=None):
+            self.evaluate_due_mark()  # of the last weights, before the final test loads the best checkpoint
             marks["train_s"] = self.hparams.epoch_counter.training_seconds()
             # the rate of the last training step (between epochs the optimizer holds the base rate)
             last_lr = getattr(self.lr_warmup, "last_lr", None)

@@ -49,3 +49,26 @@ def test_step_profiler_reports_time_per_step_and_host_operations():
     assert "GPU kernel" not in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "ms per step" not in line]
     assert len(rows) == 3 and re.fullmatch(r"\| \(\d+ other host operations\) \| [\d.]+ \| \d+ \|", rows[-1])
+
+
+def test_a_mark_falls_due_once_training_time_passes_it():
+    from types import SimpleNamespace
+
+    bench = load_script(REPO_ROOT / "bench" / "time_to_quality.py", "time_to_quality")
+    clock = {"now": 0.0, "excluded": 0.0}
+    counter = SimpleNamespace(
+        training_seconds=lambda: clock["now"],
+        exclude=lambda s: clock.update(excluded=clock["excluded"] + s),
+    )
+    evaluated = []
+    brain = SimpleNamespace(
+        hparams=SimpleNamespace(epoch_counter=counter),
+        marks={"next_s": 6.0, "mark_s": 6.0},
+        finish_profile=lambda: None,
+        evaluate_mark=lambda kind, trained: evaluated.append((kind, trained)) or 0.5,  # took 0.5 s
+    )
+    for now in (5.9, 6.6, 7.0, 19.0):  # 19 s: one step (or the last validation) passed two marks
+        clock["now"] = now
+        bench.MarkedBrain.evaluate_due_mark(brain)
+    assert evaluated == [("mark", 6.6), ("mark", 19.0)]
+    assert brain.marks["next_s"] == 24.0 and clock["excluded"] == 1.0
