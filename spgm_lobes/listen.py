@@ -305,7 +305,8 @@ def _write_example(root, number, example, excerpt):
     signals += [(f"reference{k + 1}", f"Reference {k + 1}", r) for k, r in enumerate(example["references"])]
     cut = len(example["mixture"]) if excerpt is None else min(len(example["mixture"]), int(excerpt * rate))
     # one gain for the whole row when a signal would clip: the loudness relations stay as they are
-    gain = min(1.0, 0.99 / max(float(np.abs(signal[:cut]).max(initial=0.0)) for _, _, signal in signals))
+    peak = max(float(np.abs(signal[:cut]).max(initial=0.0)) for _, _, signal in signals)
+    gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0  # an all-silent excerpt is written as it is
     files = {}
     for key, _, signal in signals:
         files[key] = (f"audio/{stem}_{key}.wav", f"img/{stem}_{key}.jpg")

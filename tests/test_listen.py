@@ -154,6 +154,13 @@ def test_loud_rows_are_scaled_as_a_whole(tmp_path):
     assert np.abs(ref - scale * loud["references"][0]).max() < 1e-3  # the same gain as the mixture
 
 
+def test_a_silent_row_is_written_as_it_is(tmp_path):
+    silent = {"id": "silent", "rate": 8000, "mixture": np.zeros(4000, "float32"), "estimates": [np.zeros(4000)] * 2}
+    index = write_listening_page(tmp_path / "p", [silent, example("x", references=False)])
+    mix, _ = sf.read(index.parent / "audio" / "001_silent_mixture.wav")
+    assert len(mix) == 4000 and not mix.any()
+
+
 def test_size_budget_cuts_every_signal_to_one_excerpt(tmp_path):
     examples = [example(f"m{k}", seconds=4.0, seed=k) for k in range(3)]  # 15 signals of 4 s: 0.96 MB of audio
     index = write_listening_page(tmp_path / "p", examples, max_megabytes=0.8)
