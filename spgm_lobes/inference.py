@@ -218,7 +218,9 @@ class SPGMSeparation(SepformerSeparation):
         Arguments
         ---------
         waveform : numpy.ndarray or torch.Tensor
-            ``[time]`` or ``[time, channels]``; channels are averaged.
+            ``[time]``, ``[time, channels]`` (as :func:`spgm_lobes.dsp.audio.read_audio` and soundfile
+            return) or ``[channels, time]`` (as ``torchaudio.load`` returns): the shorter axis is taken
+            as the channels, which are averaged.
         sample_rate : int
             Rate of ``waveform``; resampled to the model rate when it differs.
         output_rate : "model" or "input"
@@ -236,9 +238,12 @@ class SPGMSeparation(SepformerSeparation):
             raise ValueError(f"output_rate must be one of {OUTPUT_RATES}, got {output_rate!r}.")
         mix = torch.as_tensor(np.asarray(waveform), dtype=torch.float32)
         if mix.dim() == 2:
-            mix = mix.mean(dim=1)
+            mix = mix.mean(dim=int(mix.shape[1] <= mix.shape[0]))  # the shorter axis holds the channels
         elif mix.dim() != 1:
-            raise ValueError(f"Expected a [time] or [time, channels] signal, got shape {tuple(mix.shape)}.")
+            raise ValueError(
+                f"Expected a [time], [time, channels] or [channels, time] signal, got shape {tuple(mix.shape)}."
+            )
+        length = mix.shape[0]
         model_rate = int(self.hparams.sample_rate)
         sample_rate = int(sample_rate)
         if sample_rate != model_rate:
@@ -248,7 +253,6 @@ class SPGMSeparation(SepformerSeparation):
         est_peak = est.abs().amax(dim=0, keepdim=True)
         est = torch.where(est_peak > 0, est * (peak / est_peak.clamp_min(1e-12)), est)
         if output_rate == "input" and sample_rate != model_rate:
-            length = int(np.asarray(waveform).shape[0])
             est = resample(est.T.contiguous(), model_rate, sample_rate).T
             est = F.pad(est, (0, 0, 0, max(0, length - est.shape[0])))[:length]
             return est.clamp(-1.0, 1.0), sample_rate

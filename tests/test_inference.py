@@ -93,6 +93,15 @@ def test_resampled_input_separates_like_its_model_rate_version(model):
     assert rate == 8000 and torch.allclose(est, direct, atol=1e-5)
 
 
+def test_channels_first_signals_separate_like_channels_last(model):
+    stereo = speechlike(16000, 0.2, channels=2).astype("float32")  # [time, channels], as soundfile reads
+    last, _ = model.separate_signal(stereo, 16000, "input")
+    first, _ = model.separate_signal(torch.from_numpy(stereo.T.copy()), 16000, "input")  # as torchaudio.load
+    mono, _ = model.separate_signal(stereo[:, :1].T, 16000)  # [1, time]
+    assert last.shape == (3200, 2) and torch.allclose(first, last, atol=1e-6)
+    assert mono.shape == (1600, 2)
+
+
 def test_silent_file_gives_silent_sources(model_dir, tmp_path):
     sf.write(tmp_path / "quiet.wav", np.zeros((4410, 2)), 44100)
     assert main([str(tmp_path / "quiet.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o")]) == 0
