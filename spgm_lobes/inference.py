@@ -440,10 +440,11 @@ def load_model(source, savedir=None, device="cpu", use_fast_path=True, fast_dtyp
 def main(argv=None):
     """Entry point of ``spgm-separate``; returns the exit status.
 
-    0 when every file was separated, 1 when some input could not be read
-    (the others are still separated) or, with ``--html``, was left off the
-    listening page (a reference missing), 2 when the model cannot be loaded or
-    the arguments are wrong.
+    0 when every file was separated, 1 when some input could not be read or
+    separated (a write error, running out of memory: the others are still
+    separated) or, with ``--html``, was left off the listening page (a
+    reference missing), 2 when the model cannot be loaded or the arguments are
+    wrong.
     """
     parser = argparse.ArgumentParser(
         prog="spgm-separate", description="Separate the sources of mixtures with an spgm-lobes model."
@@ -474,6 +475,9 @@ def main(argv=None):
         parser.error("--compile needs --bf16")
     if args.references and not args.html:
         parser.error("--references needs --html")
+    for option, folder in (("--out", args.out), ("--html", args.html)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            parser.error(f"{option} {folder} is a file, not a folder")
 
     stems = {}
     for path in args.mixtures:
@@ -508,6 +512,10 @@ def main(argv=None):
             tqdm.write(f"spgm-separate: skipped {e}", file=sys.stderr)
             failed.append(path)
             continue
+        except (OSError, RuntimeError) as e:  # writing, or the model on this input (out of memory, say)
+            tqdm.write(f"spgm-separate: skipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+            failed.append(path)
+            continue
         if len(args.mixtures) == 1:
             print("\n".join(str(p) for p in written))
         if args.html:
@@ -517,7 +525,10 @@ def main(argv=None):
                 tqdm.write(f"spgm-separate: left off the listening page: {e}", file=sys.stderr)
                 left_off.append(path)
     if failed:
-        print(f"spgm-separate: {len(failed)} of {len(args.mixtures)} files could not be read.", file=sys.stderr)
+        print(
+            f"spgm-separate: {len(failed)} of {len(args.mixtures)} files could not be read or separated.",
+            file=sys.stderr,
+        )
     if args.html and examples:
         from .listen import model_description, write_listening_page
 

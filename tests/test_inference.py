@@ -121,8 +121,23 @@ def test_unreadable_files_are_reported_and_others_separated(model_dir, tmp_path,
     err = capsys.readouterr().err
     assert status == 1
     assert "broken.wav: not a readable audio file" in err and "missing.wav: no such file" in err
-    assert "2 of 3 files could not be read" in err
+    assert "2 of 3 files could not be read or separated" in err
     assert sorted(p.name for p in out.iterdir()) == ["good_source1.wav", "good_source2.wav"]
+
+
+def test_a_file_that_fails_to_separate_is_reported_and_others_separated(model_dir, tmp_path, monkeypatch, capsys):
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", speechlike(8000, 0.2), 8000)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_source1.wav").mkdir()  # a folder where a's first source would be written
+    status = main([str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir),
+                   "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and "skipped " + str(tmp_path / "a.wav") in err and "1 of 2 files" in err
+    assert (tmp_path / "out" / "b_source2.wav").is_file()
+    with pytest.raises(SystemExit):  # --out names a file: refused before anything is loaded or written
+        main([str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(tmp_path / "a.wav")])
+    assert "--out " + str(tmp_path / "a.wav") + " is a file" in capsys.readouterr().err
 
 
 def test_missing_or_incomplete_model(tmp_path, model_dir, capsys):
