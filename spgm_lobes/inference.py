@@ -80,6 +80,21 @@ def fast_path_unsupported_reason(modules):
     return unsupported_masknet_reason(modules["masknet"])
 
 
+def _is_remote(path):
+    """Whether a path that is not a local file names a remote one: a URL, or ``user/repo/file`` on the Hub
+    (three parts, the first not a local folder). Anything else is a missing local file, reported at once.
+
+    Example
+    -------
+    >>> [_is_remote(p) for p in ("https://x.org/a.wav", "user/repo/a.wav", "/data/a.wav", "sub/a.wav")]
+    [True, True, False, False]
+    """
+    if "://" in path:
+        return True
+    parts = path.split("/")
+    return len(parts) == 3 and all(parts) and parts[0] not in (".", "..") and not Path(parts[0]).is_dir()
+
+
 class SPGMSeparation(SepformerSeparation):
     """Separation with any spgm-lobes architecture, for audio of any rate, channel count and length.
 
@@ -267,7 +282,7 @@ class SPGMSeparation(SepformerSeparation):
             A local audio file of any rate and channel count, or (like the parent
             class) ``user/repo/file.wav`` or a URL, fetched into ``savedir``.
         savedir : str or Path, optional
-            Where remote files are fetched to.
+            Where remote files are fetched to (needed for them, as in the parent class).
         output_rate : "model" or "input"
             See :meth:`separate_signal`.
 
@@ -276,7 +291,7 @@ class SPGMSeparation(SepformerSeparation):
         torch.Tensor
             ``[1, time, num_spks]``, like the parent class (see :meth:`separate_signal` for the scale).
         """
-        if not Path(path).exists() and "/" in str(path):
+        if not Path(path).exists() and _is_remote(str(path)):
             source, filename = split_path(str(path))
             try:
                 path = fetch(filename, source=source, savedir=savedir, local_strategy=LocalStrategy.SYMLINK)

@@ -1,5 +1,7 @@
 """SPGMSeparation and spgm-separate: any rate, channels, length; silence; unreadable files; missing model."""
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -177,7 +179,7 @@ def test_long_input_is_one_pass(model, monkeypatch):
     assert calls == [torch.Size([1, 24000])] and est.shape == (24000, 2)
 
 
-def test_separate_file_matches_separate_signal(model, tmp_path):
+def test_separate_file_matches_separate_signal(model, tmp_path, monkeypatch):
     sig = speechlike(16000, 0.2, channels=2).astype("float32")
     sf.write(tmp_path / "m.flac", sig, 16000)
     est = model.separate_file(tmp_path / "m.flac", output_rate="input")
@@ -185,6 +187,11 @@ def test_separate_file_matches_separate_signal(model, tmp_path):
     assert est.shape == (1, 3200, 2) and torch.equal(est[0], ref)
     with pytest.raises(AudioReadError, match="nobody/nothing/x.wav"):
         model.separate_file(tmp_path / "nobody" / "nothing" / "x.wav")
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    with pytest.raises(AudioReadError, match="sub/missing.wav: no such file"):  # not looked for on the Hub
+        model.separate_file("sub/missing.wav")
+    assert time.monotonic() - start < 5
 
 
 def test_fast_path_matches_plain_modules(model_dir, monkeypatch):
