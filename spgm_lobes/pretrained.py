@@ -18,7 +18,11 @@ Three layouts are read, from a local folder or a Hugging Face Hub repo:
     SpeechBrain's own separators (``speechbrain/sepformer-wsj02mix``, ...) or ``spgm-publish``'s.
 ``checkpoints``
     The three ``.ckpt`` files without an inference card (``yipjiaqi/spgm``, a recipe's
-    ``save/CKPT+*`` folder); a training ``hyperparams.yaml`` beside them is read for its scalar keys.
+    ``save/CKPT+*`` folder). The architecture is read from a training ``hyperparams.yaml`` beside
+    them or, for ``save/CKPT+*``, from the run folder's (as ``spgm-publish`` reads it: the keys under
+    ``arch:`` or at the top level, and the ``architecture`` it names). Without one, what the
+    weights do not store (chunk size, heads, ...) is taken from an architecture's defaults, and
+    the import warns loudly (:class:`AssumedValuesWarning`).
 
 :func:`import_model` finds the architecture of ``hparams/`` that builds the source model (every
 key of the source is compared with what that architecture builds; a source no architecture builds
@@ -39,6 +43,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,6 +311,7 @@ FACT_NAMES = {
     "spgm_pool": "SPGM pooling",
     "att_h": "hidden size of the attentive pooling",
     "att_dropout": "dropout of the attentive pooling",
+    "sample_rate": "sample rate",
 }
 
 
@@ -524,14 +530,15 @@ def _shape_problems(modules, state_dicts, where):
     return problems
 
 
-def match_architecture(facts, origins, where, state_dicts=None, weights_where=None):
+def match_architecture(facts, origins, where, state_dicts=None, weights_where=None, names=None):
     """The architecture of ``hparams/`` that builds a model with these facts.
 
     Every architecture is built on the ``meta`` device with the keys the facts set, and its
     facts are compared with the source's; with ``state_dicts``, the tensor names and shapes must
-    be equal too. Of the architectures that match, the one with the fewest keys changed from its
-    defaults is chosen. Facts the source does not tell take the architecture's value and are
-    listed in ``Match.assumed``.
+    be equal too. ``names`` restricts the search to these architectures (default: all of them).
+    Of the architectures that match, the one with the fewest keys changed from its defaults is
+    chosen. Facts the source does not tell take the architecture's value and are listed in
+    ``Match.assumed``.
 
     Raises
     ------
@@ -548,14 +555,17 @@ def match_architecture(facts, origins, where, state_dicts=None, weights_where=No
     ('spgm-ap-s', 10)
     """
     candidates = []
-    for name in ARCHITECTURES:
+    for name in names or ARCHITECTURES:
         keys = architecture_keys(architecture_path(name))
         overrides = {key: facts[fact] for fact, key in FACT_KEYS.items() if key in keys and fact in facts}
         overrides.pop("num_spks", None)
         try:
             modules = build_architecture(name, overrides, facts.get("num_spks", 2), device="meta")
         except Exception as e:  # a value the architecture cannot take
-            candidates.append((name, overrides, [f"{where}: building {name} with {overrides} fails: {e}"], [], {}))
+            unknown = ", ".join(f"{k} = {v!r}" for k, v in keys.items() if k not in overrides and k != "num_spks")
+            unknown = f" and, not stored in the source, its defaults {unknown}" if unknown else ""
+            problem = f"{where}: building {name} with {overrides}{unknown} fails: {e}"
+            candidates.append((name, overrides, [problem], [], {}))
             continue
         built = describe_modules(modules)
         problems, shapes = [], []
@@ -579,7 +589,7 @@ def match_architecture(facts, origins, where, state_dicts=None, weights_where=No
         )
     shown = "\n  ".join(problems[:8]) + ("\n  ..." if len(problems) > 8 else "")
     raise PretrainedFormatError(
-        f"{where} matches no architecture of hparams/ ({', '.join(ARCHITECTURES)}). "
+        f"{where} matches no architecture of hparams/ ({', '.join(names or ARCHITECTURES)}). "
         f"What differs from the closest one, {name}:\n  {shown}"
     )
 
@@ -677,24 +687,83 @@ def read_checkpoints(folder):
     return {name: _load_tensors(Path(folder) / f"{name}.ckpt") for name in MODULE_NAMES}
 
 
-def _training_yaml_facts(path):
-    """Scalar top-level keys of a training ``hyperparams.yaml`` that say what the weights cannot."""
+def training_hparams_files(folder, hparams_file=CARD_FILE):
+    """Where a checkpoint folder's training hyperparams may be: beside the checkpoints, then, for a
+    recipe's ``save/CKPT+*`` folder, the run folder's ``hyperparams.yaml`` two levels up.
+
+    Example
+    -------
+    >>> [str(p) for p in training_hparams_files(Path("run/save/CKPT+2024-01-01+00-00-00+00"))]
+    ['run/save/CKPT+2024-01-01+00-00-00+00/hyperparams.yaml', 'run/hyperparams.yaml']
+    """
+    folder = Path(folder)
+    files = [folder / hparams_file]
+    if folder.name.startswith("CKPT+"):
+        files.append(folder.parent.parent / CARD_FILE)
+    return files
+
+
+@dataclass
+class TrainingHparams:
+    """What a training ``hyperparams.yaml`` says about a checkpoint folder's model."""
+
+    path: Path
+    facts: dict
+    origins: dict
+    sample_rate: object = None
+    architecture: str = None  # a name of hparams/ when the file names one (its ``architecture`` key)
+
+
+def read_training_hparams(path):
+    """Reads the architecture of a training ``hyperparams.yaml`` the way ``spgm-publish`` does
+    (:func:`spgm_lobes.publish.read_run_architecture`: the architecture keys under ``arch:`` or at
+    the top level); a file without an ``architecture`` key gives the keys it has.
+
+    Returns
+    -------
+    TrainingHparams or None
+        ``None`` when the file is not YAML holding a mapping.
+    """
+    from .publish import PublishError, _load_run_hparams, read_run_architecture, run_architecture_keys
+
+    path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            tree = ruamel.yaml.YAML().load(f)
-    except Exception:  # unreadable: the shapes and the defaults decide
-        return {}, {}, None
-    if not isinstance(tree, dict):
-        return {}, {}, None
+        hp = _load_run_hparams(path.parent, path.name)
+    except Exception:  # unreadable: not a training file we can use
+        return None
+    if not isinstance(hp, dict):
+        return None
+    architecture = None
+    if hp.get("architecture"):
+        try:
+            arch = read_run_architecture(path.parent, hparams_file=path.name)
+        except PublishError as e:
+            raise PretrainedFormatError(str(e)) from e
+        keys = {**arch.overrides, "num_spks": arch.num_spks}
+        rate = arch.sample_rate
+        if arch.path == architecture_path(arch.name).resolve():
+            architecture = arch.name
+    else:
+        keys = run_architecture_keys(hp, FACT_KEYS.values())
+        rate = hp.get("sample_rate")
     facts, origins = {}, {}
-    by_key = {key: fact for fact, key in FACT_KEYS.items()}
-    for key, value in tree.items():
-        if key in by_key and isinstance(value, (int, float, str)) and not hasattr(value, "tag"):
+    for fact, key in FACT_KEYS.items():
+        if key in keys:
+            value = keys[key]
             value = value if isinstance(value, str) else (float(value) if key == "dropout" else int(value))
-            facts[by_key[key]] = value
-            origins[by_key[key]] = f"{path.name}: {key} = {value!r}"
-    rate = tree.get("sample_rate")
-    return facts, origins, rate
+            facts[fact] = value
+            origins[fact] = f"{path}: {key} = {value!r}"
+    return TrainingHparams(path, facts, origins, rate, architecture)
+
+
+def _check_against_weights(training, facts):
+    """Raises when a training file contradicts what the checkpoints' shapes say, naming the key."""
+    for fact, value in training.facts.items():
+        if fact in facts and facts[fact] != value:
+            raise PretrainedFormatError(
+                f"{training.origins[fact]}, but the checkpoints have {_fact_name(fact)} = {facts[fact]!r}: "
+                "these weights were not trained with this file."
+            )
 
 
 @dataclass
@@ -710,6 +779,7 @@ class Source:
     ignored: list = field(default_factory=list)
     name: str = ""
     folder: Path = None
+    hparams_note: str = ""  # checkpoints layout: where the training hyperparams were read, or looked for
 
 
 def read_source(folder, where=None, hparams_file=CARD_FILE):
@@ -753,21 +823,29 @@ def read_source(folder, where=None, hparams_file=CARD_FILE):
     state_dicts = read_checkpoints(folder)
     facts = facts_from_state_dicts(state_dicts, f"{where} (encoder/masknet/decoder.ckpt)")
     origins = {f: f"{where}: the checkpoints' {_fact_name(f)} = {v!r}" for f, v in facts.items()}
-    rate, yaml_rate = None, None
-    if (folder / hparams_file).is_file():
-        more, more_origins, yaml_rate = _training_yaml_facts(folder / hparams_file)
-        facts, origins = {**more, **facts}, {**more_origins, **origins}
+    candidates = training_hparams_files(folder, hparams_file)
+    training = next((t for t in map(read_training_hparams, filter(Path.is_file, candidates)) if t), None)
+    if training is not None:
+        _check_against_weights(training, facts)
+        facts, origins = {**training.facts, **facts}, {**training.origins, **origins}
     if "kernel_stride" not in facts:
         facts["kernel_stride"] = facts["kernel_size"] // 2
         origins["kernel_stride"] = f"{where}: stride assumed kernel // 2 = {facts['kernel_stride']}"
     facts.setdefault("decoder_stride", facts["kernel_stride"])
-    match = match_architecture(facts, origins, f"{where} (encoder/masknet/decoder.ckpt)", state_dicts)
-    if yaml_rate is not None:
-        rate = check_sample_rate(yaml_rate, f"{where}/{hparams_file}: sample_rate")
+    named = training.architecture if training is not None else None
+    match = match_architecture(
+        facts, origins, f"{where} (encoder/masknet/decoder.ckpt)", state_dicts, names=[named] if named else None
+    )
+    if named:
+        match.assumed = {}  # the run's architecture file fixes what its keys do not
+    if training is not None and training.sample_rate is not None:
+        rate = check_sample_rate(training.sample_rate, f"{training.path}: sample_rate")
     else:
         rate = 8000
         match.assumed["sample_rate"] = rate
-    return Source(where, layout, match, rate, state_dicts, name=folder.name, folder=folder)
+    looked = " and ".join(str(p) for p in candidates)
+    note = f"read from {training.path}" if training is not None else f"no training hyperparams.yaml ({looked})"
+    return Source(where, layout, match, rate, state_dicts, name=folder.name, folder=folder, hparams_note=note)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -915,7 +993,13 @@ def model_card(source, repo_id, revision, diff):
         else "The source states no results in machine-readable form; see its model card."
     )
     assumed = ", ".join(f"{_fact_name(k)} = {v!r}" for k, v in sorted(match.assumed.items()) if k in ASSUMED_SHOWN)
-    assumed = f"\nNot stored in the source and taken from the architecture's defaults: {assumed}.\n" if assumed else ""
+    assumed = (
+        f"\n**Assumed:** not stored in the source and taken from the architecture's defaults: {assumed}. If the "
+        "model was trained with other values it separates wrongly; the check above cannot tell (its reference is "
+        "built with the same values).\n"
+        if assumed
+        else ""
+    )
     if match.architecture.startswith("spgm"):
         credits = (
             "SPGM: Yip et al., *SPGM: Prioritizing Local Features for enhanced speech separation performance*, "
@@ -1013,8 +1097,34 @@ def _write_import(source, out, repo_id, revision, log):
     if source.ignored:
         log(f"spgm-import: config keys the authors' code does not read either, left out: {', '.join(source.ignored)}")
     if info["assumed"]:
-        log(f"spgm-import: not stored in the source, taken from {match.architecture}: {info['assumed']}")
+        warnings.warn(assumed_warning(source, info["assumed"]), AssumedValuesWarning, stacklevel=3)
     return info
+
+
+class AssumedValuesWarning(UserWarning):
+    """An import took values the source does not store from an architecture's defaults."""
+
+
+def assumed_warning(source, assumed):
+    """The warning of an import whose source does not say all of its model: which values were
+    assumed, why, and that the check cannot catch them.
+
+    Example
+    -------
+    >>> source = Source("ckpts", LAYOUT_CHECKPOINTS, Match("spgm-ap", {}, 2), 8000, {}, hparams_note="no file")
+    >>> print(assumed_warning(source, {"chunk_size": 250}))  # doctest: +NORMALIZE_WHITESPACE
+    spgm-import: ASSUMED, not read from ckpts (no file): chunk size K = 250 are spgm-ap's defaults. If the model was
+    trained with other values it separates wrongly, and the check cannot tell (it builds its reference with the same
+    values). Put the training hyperparams.yaml beside the checkpoints to import them as trained.
+    """
+    values = ", ".join(f"{_fact_name(k)} = {v!r}" for k, v in sorted(assumed.items()))
+    note = f" ({source.hparams_note})" if source.hparams_note else ""
+    return (
+        f"spgm-import: ASSUMED, not read from {source.where}{note}: {values} are {source.match.architecture}'s "
+        "defaults. If the model was trained with other values it separates wrongly, and the check cannot tell (it "
+        "builds its reference with the same values). Put the training hyperparams.yaml beside the checkpoints to "
+        "import them as trained."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1121,7 +1231,8 @@ def _import_folder(folder, repo_id, revision, out, hparams_file, log):
     log(
         f"spgm-import: {where} ({info['layout']}) -> {out}: {info['architecture']} ({changed}), "
         f"{info['sample_rate']} Hz, {info['num_spks']} sources; verified with from_hparams "
-        f"(relative difference {info['relative_difference']:.2g} <= {VERIFY_TOLERANCE:g})."
+        f"(relative difference {info['relative_difference']:.2g} <= {VERIFY_TOLERANCE:g})"
+        + (f"; with ASSUMED values: {info['assumed']}." if info["assumed"] else ".")
     )
     return info
 

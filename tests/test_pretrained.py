@@ -13,7 +13,13 @@ from spgm_lobes import pretrained
 from spgm_lobes.inference import SPGMSeparation, load_model, separate_sources
 from spgm_lobes.inference import main as separate_main
 from spgm_lobes.pretrained import PretrainedFormatError, import_model, prepare_source, read_source
-from spgm_lobes.testing import TINY_SPGM_CONFIG, authors_layout_modules, local_snapshot, write_hub_mixin_folder
+from spgm_lobes.testing import (
+    TINY_SPGM_CONFIG,
+    authors_layout_modules,
+    local_snapshot,
+    make_run_folder,
+    write_hub_mixin_folder,
+)
 
 QUIET = {"log": lambda msg: None}
 
@@ -117,11 +123,12 @@ def _checkpoint_folder(folder, config, seed=2):
 def test_checkpoint_folder_round_trip(tmp_path):
     config = {**TINY_SPGM_CONFIG, "masknet_chunksize": 250, "masknet_numlayers": 4}
     modules = _checkpoint_folder(tmp_path / "spgm", config)
-    info = import_model(tmp_path / "spgm", tmp_path / "out", **QUIET)
+    with pytest.warns(pretrained.AssumedValuesWarning, match=r"ASSUMED.*chunk size K = 250.*intra block nhead = 8"):
+        info = import_model(tmp_path / "spgm", tmp_path / "out", **QUIET)
     # chunk size, heads, pre-norm ... are not stored in weights: the architecture's defaults are used, and said so
     assert info["layout"] == "checkpoints" and info["architecture"] == "spgm-ap"
     assert info["assumed"]["chunk_size"] == 250 and info["assumed"]["sample_rate"] == 8000
-    assert "Not stored in the source" in (tmp_path / "out" / "README.md").read_text()
+    assert "**Assumed:** not stored in the source" in (tmp_path / "out" / "README.md").read_text()
     assert info["assumed"]["intra_nhead"] == 8  # the source has 2: weights cannot tell
     # a training hyperparams.yaml beside the checkpoints says what the weights cannot
     (tmp_path / "spgm" / "hyperparams.yaml").write_text("sample_rate: 16000\nnhead: 2\nchunk_size: 250\nlr: 0.1\n")
@@ -131,6 +138,42 @@ def test_checkpoint_folder_round_trip(tmp_path):
     assert model.hparams.sample_rate == 16000
     mix = _mix()
     assert _relative(model.separate_batch(mix), _separate(modules, mix)) <= 1e-4
+
+
+def _published_and_checkpoint(tmp_path):
+    """A tiny recipe run (chunk 10, 2 heads: not the architecture's defaults), spgm-publish's folder of its
+    best checkpoint, and that checkpoint's folder."""
+    from spgm_lobes import publish
+
+    run = tmp_path / "run"
+    make_run_folder(run)
+    staged = publish.publish(run, "me/tiny", dry_run=True, stage_dir=tmp_path / "published", log=lambda _: None)
+    return staged["stage_dir"], staged["checkpoint"]
+
+
+def test_recipe_checkpoint_imports_as_published(tmp_path):
+    published, ckpt = _published_and_checkpoint(tmp_path)
+    mix = _mix()
+    expected = SepformerSeparation.from_hparams(source=str(published), savedir=str(tmp_path / "sb0")).separate_batch(
+        mix
+    )
+    # save/CKPT+* alone: the run's hyperparams.yaml two levels up says the architecture (under arch:)
+    info = import_model(ckpt, tmp_path / "out", **QUIET)
+    assert info["overrides"]["chunk_size"] == 10 and info["overrides"]["nhead"] == 2 and info["assumed"] == {}
+    model = SepformerSeparation.from_hparams(source=str(tmp_path / "out"), savedir=str(tmp_path / "sb1"))
+    assert torch.equal(model.separate_batch(mix), expected)
+    # the run's hyperparams.yaml copied beside the checkpoints
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    for path in [*ckpt.glob("*.ckpt"), ckpt.parent.parent / "hyperparams.yaml"]:
+        (beside / path.name).write_bytes(path.read_bytes())
+    model = SPGMSeparation.from_hparams(source=str(beside), savedir=str(tmp_path / "sb2"), use_fast_path=False)
+    assert torch.equal(model.separate_batch(mix), expected)
+    # a file that contradicts the weights is refused, naming its key
+    text = (beside / "hyperparams.yaml").read_text().replace("N_encoder_out: 16", "N_encoder_out: 32")
+    (beside / "hyperparams.yaml").write_text(text)
+    with pytest.raises(PretrainedFormatError, match=r"hyperparams.yaml: N_encoder_out = 32, but the checkpoints have"):
+        import_model(beside, tmp_path / "out3", **QUIET)
 
 
 SEPFORMER_CARD = """
