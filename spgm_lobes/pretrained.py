@@ -37,6 +37,7 @@ once into the ``savedir``.
 """
 
 import argparse
+import filecmp
 import hashlib
 import json
 import os
@@ -1253,8 +1254,7 @@ def checkpoint_folder(source, work_dir, downloader=None, revision=None, log=prin
     (True, True)
     """
     work_dir = Path(work_dir)
-    source_id = str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
-    if imported_from(work_dir, source_id):
+    if imported_from(work_dir, source_key(source)):
         return work_dir
     folder, repo_id, revision = fetch_source(source, downloader, revision)
     if detect_layout(folder) != LAYOUT_HUB_MIXIN:
@@ -1263,15 +1263,34 @@ def checkpoint_folder(source, work_dir, downloader=None, revision=None, log=prin
     return work_dir
 
 
+def source_key(source):
+    """How a source is recorded in ``spgm_import.json``: a Hub repo id as it is, a folder as its absolute path.
+
+    Example
+    -------
+    >>> source_key("yipjiaqi/spgm-base"), source_key("/models/x/../y")
+    ('yipjiaqi/spgm-base', '/models/y')
+    """
+    return str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
+
+
+def read_marker(folder):
+    """The record ``spgm_import.json`` of ``folder`` (a dict), or ``None`` when there is none readable."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def imported_from(folder, source):
     """Whether ``folder`` holds a complete import of ``source`` (its ``spgm_import.json`` says so)."""
     folder = Path(folder)
-    try:
-        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    info = read_marker(folder)
+    if info is None or info.get("passed_through"):
         return False
     complete = all((folder / name).is_file() for name in IMPORT_FILES)
-    return complete and info.get("source") in (str(source), str(Path(str(source)).expanduser().resolve()))
+    return complete and info.get("source") in (str(source), source_key(source))
 
 
 def default_import_dir(source):
@@ -1293,10 +1312,15 @@ def default_import_dir(source):
 def prepare_source(source, savedir=None, hparams_file=CARD_FILE, downloader=None, revision=None, log=print):
     """What to hand to SpeechBrain's ``from_hparams`` for ``source``: ``(source, savedir)``.
 
-    A SpeechBrain folder or repo is returned unchanged. A ``hub-mixin`` or ``checkpoints`` source is
-    imported (:func:`import_model`) into ``savedir`` (default :func:`default_import_dir`) the
-    first time, and that folder is returned as both source and savedir; later calls find the
-    import there and download nothing.
+    What happens is decided by the source, never by what ``savedir`` already holds. A SpeechBrain
+    folder or repo is returned unchanged (and recorded in ``<savedir>/spgm_import.json``). A
+    ``hub-mixin`` or ``checkpoints`` source is imported (:func:`import_model`) into ``savedir``
+    (default :func:`default_import_dir`) the first time, and that folder is returned as both source
+    and savedir; later calls find the import there and download nothing.
+
+    SpeechBrain reuses the files it finds in a savedir, so a savedir that holds the model of another
+    source is refused (:class:`PretrainedFormatError` naming the savedir and both sources) rather than
+    returned; an import of another source is replaced by the new import.
 
     Example
     -------
@@ -1310,20 +1334,78 @@ def prepare_source(source, savedir=None, hparams_file=CARD_FILE, downloader=None
     if not isinstance(source, (str, os.PathLike)):
         return source, savedir  # a SpeechBrain FetchSource: theirs to handle
     out = Path(savedir) if savedir is not None else default_import_dir(source)
-    source_id = str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
-    if imported_from(out, source_id):
+    key = source_key(source)
+    if imported_from(out, key):
         return str(out), str(out)
-    if savedir is not None and (out / hparams_file).is_file() and not (out / MARKER).exists():
-        return source, savedir  # an earlier SpeechBrain fetch of a card into this savedir
+    if passes_through(source, hparams_file, downloader, revision):
+        if savedir is not None:
+            _claim_savedir(out, key, source, hparams_file)
+        return source, savedir
+    record = read_marker(out)
+    if _model_files(out, hparams_file) and (record is None or record.get("passed_through")):
+        raise PretrainedFormatError(_savedir_taken(out, record, key, hparams_file))
+    if record is not None and record.get("source") != key:
+        log(f"spgm-import: {out} holds an import of {record.get('source')!r}; importing {key!r} in its place.")
+    import_model(source, out, downloader, revision, hparams_file, log)
+    return str(out), str(out)
+
+
+def passes_through(source, hparams_file=CARD_FILE, downloader=None, revision=None):
+    """Whether ``source`` loads with SpeechBrain as it is (an inference card with its ``.ckpt`` files).
+
+    A Hub repo is judged by its ``hyperparams.yaml`` and ``config.json`` alone (a light download).
+    """
     if is_hub_repo_id(source):
         light, _, _ = fetch_source(source, downloader, revision, patterns=(hparams_file, CONFIG_FILE))
         card = Path(light) / hparams_file
-        if card.is_file() and not (Path(light) / CONFIG_FILE).is_file() and _is_inference_card(card):
-            return source, savedir
-    elif detect_layout(Path(str(source)).expanduser(), hparams_file) == LAYOUT_SPEECHBRAIN:
-        return source, savedir
-    import_model(source, out, downloader, revision, hparams_file, log)
-    return str(out), str(out)
+        return card.is_file() and not (Path(light) / CONFIG_FILE).is_file() and _is_inference_card(card)
+    return detect_layout(Path(str(source)).expanduser(), hparams_file) == LAYOUT_SPEECHBRAIN
+
+
+def _model_files(folder, hparams_file=CARD_FILE):
+    """The model files (card and ``.ckpt`` files, links included) present in ``folder``."""
+    return [name for name in (hparams_file,) + CKPT_FILES if (folder / name).exists() or (folder / name).is_symlink()]
+
+
+def _savedir_taken(out, record, key, hparams_file):
+    held = (
+        f"the model of {record['source']!r} (recorded in {out / MARKER})"
+        if record and record.get("source")
+        else (f"a model ({', '.join(_model_files(out, hparams_file))}) whose source is not recorded")
+    )
+    return (
+        f"savedir {out} already holds {held}; loading {key!r} there would return that model, since SpeechBrain "
+        f"reuses the files of a savedir. Choose another savedir for {key!r}, or remove {out}."
+    )
+
+
+def _fetched_from(out, names, source):
+    """Whether the files ``names`` of a savedir are those of ``source``: links to (or copies of) a local
+    folder's files, links into the Hugging Face cache of a Hub repo."""
+    if is_hub_repo_id(source):
+        cache = "models--" + str(source).replace("/", "--")
+        return all((out / n).is_symlink() and cache in (out / n).resolve().parts for n in names)
+    folder = Path(str(source)).expanduser()
+    return all(
+        (folder / n).is_file()
+        and ((out / n).resolve() == (folder / n).resolve() or filecmp.cmp(out / n, folder / n, shallow=False))
+        for n in names
+    )
+
+
+def _claim_savedir(out, key, source, hparams_file):
+    """Records in ``out`` that SpeechBrain fills it from ``source``; refuses a savedir holding another model."""
+    if not is_hub_repo_id(source) and out.resolve() == Path(str(source)).expanduser().resolve():
+        return  # the source's own folder: SpeechBrain reads its files
+    record = read_marker(out)
+    present = _model_files(out, hparams_file)
+    same = record is not None and record.get("source") == key and record.get("passed_through")
+    if present and not same and (record is not None or not _fetched_from(out, present, source)):
+        raise PretrainedFormatError(_savedir_taken(out, record, key, hparams_file))
+    if not same:
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"source": key, "layout": LAYOUT_SPEECHBRAIN, "passed_through": True}
+        (out / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv=None, downloader=None):

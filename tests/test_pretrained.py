@@ -375,9 +375,50 @@ def test_speechbrain_sources_pass_through(tmp_path):
     assert prepare_source(str(src), None) == (str(src), None)
     download = local_snapshot(tmp_path / "hub")
     repo = "speechbrain/sepformer-tiny"
-    assert prepare_source(repo, "sd", downloader=download) == (repo, "sd")
+    assert prepare_source(repo, str(tmp_path / "sd"), downloader=download) == (repo, str(tmp_path / "sd"))
     assert download.calls == [("speechbrain/sepformer-tiny", ("hyperparams.yaml", "config.json"))]
-    assert isinstance(SPGMSeparation.from_hparams(source=str(src), savedir=str(tmp_path / "sd")), SPGMSeparation)
+    assert isinstance(SPGMSeparation.from_hparams(source=str(src), savedir=str(tmp_path / "sd2")), SPGMSeparation)
+
+
+def test_a_savedir_never_returns_the_model_of_another_source(hub_folder, tmp_path):
+    mix = _mix()
+    sepformer = write_sepformer_folder(tmp_path / "sepformer")
+    expected = SepformerSeparation.from_hparams(source=str(sepformer), savedir=str(tmp_path / "sb")).separate_batch(mix)
+    savedir = str(tmp_path / "S")
+    first = SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir, use_fast_path=False)
+    assert torch.equal(first.separate_batch(mix), expected)
+    again = SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir, use_fast_path=False)
+    assert torch.equal(again.separate_batch(mix), expected)
+    # the authors' layout into the savedir of a SpeechBrain folder: refused, naming both (SpeechBrain would reuse it)
+    with pytest.raises(PretrainedFormatError, match=r"savedir .*S already holds the model of '.*sepformer'") as err:
+        SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir)
+    assert str(hub_folder.resolve()) in str(err.value)
+    # a savedir that SpeechBrain filled before anything was recorded: refused too, unless its files are the source's
+    (tmp_path / "S" / "spgm_import.json").unlink()
+    with pytest.raises(PretrainedFormatError, match="whose source is not recorded"):
+        SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir)
+    other = write_sepformer_folder(tmp_path / "other", seed=9)
+    with pytest.raises(PretrainedFormatError, match="whose source is not recorded"):
+        SPGMSeparation.from_hparams(source=str(other), savedir=savedir)
+    assert prepare_source(str(sepformer), savedir) == (str(sepformer), savedir)
+    # an import of one source is replaced by the import of another
+    authors2 = write_hub_mixin_folder(tmp_path / "authors2", TINY_SPGM_CONFIG, seed=3)
+    savedir = str(tmp_path / "I")
+    SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir, use_fast_path=False)
+    model = SPGMSeparation.from_hparams(source=str(authors2), savedir=savedir, use_fast_path=False)
+    expected = _separate(_authors_reference(TINY_SPGM_CONFIG, 3), mix)
+    assert _relative(model.separate_batch(mix), expected) <= 1e-4
+    with pytest.raises(PretrainedFormatError, match=r"already holds the model of '.*authors2'"):
+        SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir)
+
+
+def test_a_hub_repo_is_not_taken_from_a_savedir_it_did_not_fill(tmp_path):
+    root = tmp_path / "hub"
+    write_hub_mixin_folder(root / "yipjiaqi" / "spgm-base", TINY_SPGM_CONFIG, seed=7)
+    savedir = tmp_path / "S"
+    write_sepformer_folder(savedir)  # an earlier model, its source not recorded
+    with pytest.raises(PretrainedFormatError, match=r"whose source is not recorded; loading 'yipjiaqi/spgm-base'"):
+        prepare_source("yipjiaqi/spgm-base", str(savedir), downloader=local_snapshot(root), **QUIET)
 
 
 def test_spgm_separate_takes_the_authors_layout(hub_folder, tmp_path, monkeypatch):
