@@ -609,6 +609,30 @@ def _is_inference_card(path):
     return isinstance(tree, dict) and "modules" in tree and "pretrainer" in tree
 
 
+def is_speechbrain_config(path):
+    """Whether a ``config.json`` is the one SpeechBrain Hub repos ship for the Hugging Face widget
+    (``{"speechbrain": {"speechbrain_interface": ...}}``, or that key at the top level), not a model config.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "config.json"
+    >>> _ = path.write_text('{"speechbrain": {"speechbrain_interface": "SepformerSeparation"}}')
+    >>> is_speechbrain_config(path)
+    True
+    >>> _ = path.write_text('{"sample_rate": 8000, "masknet_chunksize": 250}')
+    >>> is_speechbrain_config(path)
+    False
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    nested = data.get("speechbrain")
+    return "speechbrain_interface" in data or (isinstance(nested, dict) and "speechbrain_interface" in nested)
+
+
 def detect_layout(folder, hparams_file=CARD_FILE):
     """Which layout a local folder holds (see the module docstring).
 
@@ -634,7 +658,7 @@ def detect_layout(folder, hparams_file=CARD_FILE):
         if missing_ckpts:
             raise PretrainedFormatError(f"Model folder {folder} lacks {', '.join(missing_ckpts)}.")
         return LAYOUT_SPEECHBRAIN
-    if (folder / CONFIG_FILE).is_file():
+    if (folder / CONFIG_FILE).is_file() and not is_speechbrain_config(folder / CONFIG_FILE):
         if not any((folder / name).is_file() for name in WEIGHT_FILES):
             raise PretrainedFormatError(
                 f"Model folder {folder} has {CONFIG_FILE} but neither {' nor '.join(WEIGHT_FILES)}."
@@ -1353,12 +1377,14 @@ def prepare_source(source, savedir=None, hparams_file=CARD_FILE, downloader=None
 def passes_through(source, hparams_file=CARD_FILE, downloader=None, revision=None):
     """Whether ``source`` loads with SpeechBrain as it is (an inference card with its ``.ckpt`` files).
 
-    A Hub repo is judged by its ``hyperparams.yaml`` and ``config.json`` alone (a light download).
+    A Hub repo is judged by its ``hyperparams.yaml`` and ``config.json`` alone (a light download): an
+    inference card passes through when ``config.json`` is absent or SpeechBrain's own
+    (:func:`is_speechbrain_config`); a model ``config.json`` (the ``hub-mixin`` layout) is imported.
     """
     if is_hub_repo_id(source):
         light, _, _ = fetch_source(source, downloader, revision, patterns=(hparams_file, CONFIG_FILE))
-        card = Path(light) / hparams_file
-        return card.is_file() and not (Path(light) / CONFIG_FILE).is_file() and _is_inference_card(card)
+        card, config = Path(light) / hparams_file, Path(light) / CONFIG_FILE
+        return card.is_file() and (not config.is_file() or is_speechbrain_config(config)) and _is_inference_card(card)
     return detect_layout(Path(str(source)).expanduser(), hparams_file) == LAYOUT_SPEECHBRAIN
 
 

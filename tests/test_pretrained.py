@@ -380,6 +380,22 @@ def test_speechbrain_sources_pass_through(tmp_path):
     assert isinstance(SPGMSeparation.from_hparams(source=str(src), savedir=str(tmp_path / "sd2")), SPGMSeparation)
 
 
+@pytest.mark.parametrize(
+    "config", [{"speechbrain": {"speechbrain_interface": "SepformerSeparation"}}, {"speechbrain_interface": "X"}]
+)
+def test_speechbrain_repos_with_their_widget_config_pass_through(config, tmp_path):
+    src = write_sepformer_folder(tmp_path / "hub" / "speechbrain" / "resepformer-tiny")
+    (src / "config.json").write_text(json.dumps(config))
+    download = local_snapshot(tmp_path / "hub")
+    repo, savedir = "speechbrain/resepformer-tiny", str(tmp_path / "sd")
+    assert prepare_source(repo, savedir, downloader=download, **QUIET) == (repo, savedir)
+    assert download.calls == [(repo, ("hyperparams.yaml", "config.json"))]
+    # the same folder, local: SpeechBrain's config.json does not make it the authors' layout, with or without a card
+    assert prepare_source(str(src), None) == (str(src), None)
+    (src / "hyperparams.yaml").unlink()
+    assert pretrained.detect_layout(src) == "checkpoints"
+
+
 def test_a_savedir_never_returns_the_model_of_another_source(hub_folder, tmp_path):
     mix = _mix()
     sepformer = write_sepformer_folder(tmp_path / "sepformer")
