@@ -1068,8 +1068,21 @@ est_sources = model.separate_file(path="mixture.wav")  # [1, time, {match.num_sp
 ASSUMED_SHOWN = ("chunk_size", "intra_nhead", "intra_dropout", "norm", "intra_norm_before", "spgm_pool", "sample_rate")
 
 
-def _prepare_out_dir(out):
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _prepare_out_dir(out, source_folder=None):
+    """Checks that ``out`` may take an import: not the source's folder or one above it, and holding
+    only files that an earlier import wrote, unchanged (their hashes are in its ``spgm_import.json``)."""
     out = Path(out)
+    if source_folder is not None:
+        source, target = Path(source_folder).resolve(), out.resolve()
+        if target == source or target in source.parents:
+            where = "is the source folder" if target == source else f"holds the source folder {source_folder}"
+            raise PretrainedFormatError(
+                f"--out {out} {where}: the import would overwrite the source's own files; choose another --out."
+            )
     if out.exists():
         if not out.is_dir():
             raise PretrainedFormatError(f"{out} exists and is not a folder.")
@@ -1078,13 +1091,29 @@ def _prepare_out_dir(out):
             raise PretrainedFormatError(
                 f"{out} holds files spgm-import did not write ({', '.join(foreign)}); choose another --out."
             )
+        record = read_marker(out)
+        written = record.get("files") if record is not None and isinstance(record.get("files"), dict) else {}
+        unrecorded = [
+            name
+            for name in IMPORT_FILES
+            if name != MARKER
+            and ((out / name).exists() or (out / name).is_symlink())
+            and ((out / name).is_symlink() or not (out / name).is_file() or written.get(name) != _sha256(out / name))
+        ]
+        if (out / MARKER).exists() and (record is None or "source" not in record):
+            unrecorded.append(MARKER)
+        if unrecorded:
+            raise PretrainedFormatError(
+                f"{out} holds {', '.join(unrecorded)}, which spgm-import did not write (not recorded with this "
+                f"content in {out / MARKER}); choose another --out."
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def _write_import(source, out, repo_id, revision, log):
     """Writes the import into a fresh folder next to ``out``, verifies it, then moves it into ``out``."""
-    out = _prepare_out_dir(out)
+    out = _prepare_out_dir(out, source.folder)
     match = source.match
     reference = reference_modules(source)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -1112,6 +1141,7 @@ def _write_import(source, out, repo_id, revision, log):
             "assumed": {k: v for k, v in match.assumed.items() if k in ASSUMED_SHOWN},
             "ignored_config_keys": source.ignored,
             "relative_difference": diff,
+            "files": {name: _sha256(stage / name) for name in IMPORT_FILES if name != MARKER},
         }
         (stage / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         out.mkdir(exist_ok=True)
@@ -1219,7 +1249,8 @@ def import_model(source, out, downloader=None, revision=None, hparams_file=CARD_
     source : str or Path
         A local folder or a Hub repo id, in any layout of the module docstring.
     out : str or Path
-        The folder to write (created; may only hold the files of an earlier import).
+        The folder to write (created; it may only hold the files of an earlier import, unchanged, and
+        may be neither the source folder nor a folder above it).
     downloader : callable, optional
         ``downloader(repo_id, allow_patterns, revision=None) -> folder``; default
         :func:`hub_snapshot` (huggingface_hub's ``snapshot_download``).

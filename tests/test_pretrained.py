@@ -342,6 +342,35 @@ def test_nothing_written_is_lost(hub_folder, imported, tmp_path, monkeypatch):
     assert not [p for p in done.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_an_import_never_overwrites_files_it_did_not_write(hub_folder, tmp_path, capsys):
+    _, ckpt = _published_and_checkpoint(tmp_path)
+    source = tmp_path / "ckpt"
+    source.mkdir()
+    for path in [*ckpt.glob("*.ckpt"), ckpt.parent.parent / "hyperparams.yaml"]:
+        (source / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    # --out the source itself, or a folder above it
+    assert pretrained.main([str(source), "--out", str(source)]) == 1
+    assert f"--out {source} is the source folder" in capsys.readouterr().err
+    with pytest.raises(PretrainedFormatError, match=r"--out .* holds the source folder"):
+        import_model(source, tmp_path, **QUIET)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    # --out another SpeechBrain model folder: same file names, not written by spgm-import
+    sepformer = write_sepformer_folder(tmp_path / "sepformer")
+    kept = {p.name: p.read_bytes() for p in sepformer.iterdir()}
+    with pytest.raises(PretrainedFormatError, match=r"holds hyperparams.yaml, encoder.ckpt, .*which spgm-import did"):
+        import_model(hub_folder, sepformer, **QUIET)
+    assert {p.name: p.read_bytes() for p in sepformer.iterdir()} == kept
+    # an earlier import is replaced, unless a file of it was changed since
+    out = tmp_path / "out"
+    import_model(source, out, **QUIET)
+    import_model(hub_folder, out, **QUIET)
+    (out / "hyperparams.yaml").write_text((out / "hyperparams.yaml").read_text() + "# my note\n")
+    with pytest.raises(PretrainedFormatError, match=r"holds hyperparams.yaml, which spgm-import did not write"):
+        import_model(source, out, **QUIET)
+    assert (out / "hyperparams.yaml").read_text().endswith("# my note\n")
+
+
 def test_command_line(hub_folder, tmp_path, capsys):
     assert pretrained.main([str(hub_folder), "--out", str(tmp_path / "out")]) == 0
     assert "spgm-ap-s" in capsys.readouterr().out
