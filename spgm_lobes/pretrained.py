@@ -1445,6 +1445,7 @@ def _fetched_from(out, names, source):
     folder = Path(str(source)).expanduser()
     return all(
         (folder / n).is_file()
+        and (out / n).is_file()
         and ((out / n).resolve() == (folder / n).resolve() or filecmp.cmp(out / n, folder / n, shallow=False))
         for n in names
     )
