@@ -18,7 +18,11 @@ Three layouts are read, from a local folder or a Hugging Face Hub repo:
     SpeechBrain's own separators (``speechbrain/sepformer-wsj02mix``, ...) or ``spgm-publish``'s.
 ``checkpoints``
     The three ``.ckpt`` files without an inference card (``yipjiaqi/spgm``, a recipe's
-    ``save/CKPT+*`` folder); a training ``hyperparams.yaml`` beside them is read for its scalar keys.
+    ``save/CKPT+*`` folder). The architecture is read from a training ``hyperparams.yaml`` beside
+    them or, for ``save/CKPT+*``, from the run folder's (as ``spgm-publish`` reads it: the keys under
+    ``arch:`` or at the top level, and the ``architecture`` it names). Without one, what the
+    weights do not store (chunk size, heads, ...) is taken from an architecture's defaults, and
+    the import warns loudly (:class:`AssumedValuesWarning`).
 
 :func:`import_model` finds the architecture of ``hparams/`` that builds the source model (every
 key of the source is compared with what that architecture builds; a source no architecture builds
@@ -33,12 +37,14 @@ once into the ``savedir``.
 """
 
 import argparse
+import filecmp
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,6 +312,7 @@ FACT_NAMES = {
     "spgm_pool": "SPGM pooling",
     "att_h": "hidden size of the attentive pooling",
     "att_dropout": "dropout of the attentive pooling",
+    "sample_rate": "sample rate",
 }
 
 
@@ -524,14 +531,15 @@ def _shape_problems(modules, state_dicts, where):
     return problems
 
 
-def match_architecture(facts, origins, where, state_dicts=None, weights_where=None):
+def match_architecture(facts, origins, where, state_dicts=None, weights_where=None, names=None):
     """The architecture of ``hparams/`` that builds a model with these facts.
 
     Every architecture is built on the ``meta`` device with the keys the facts set, and its
     facts are compared with the source's; with ``state_dicts``, the tensor names and shapes must
-    be equal too. Of the architectures that match, the one with the fewest keys changed from its
-    defaults is chosen. Facts the source does not tell take the architecture's value and are
-    listed in ``Match.assumed``.
+    be equal too. ``names`` restricts the search to these architectures (default: all of them).
+    Of the architectures that match, the one with the fewest keys changed from its defaults is
+    chosen. Facts the source does not tell take the architecture's value and are listed in
+    ``Match.assumed``.
 
     Raises
     ------
@@ -548,14 +556,17 @@ def match_architecture(facts, origins, where, state_dicts=None, weights_where=No
     ('spgm-ap-s', 10)
     """
     candidates = []
-    for name in ARCHITECTURES:
+    for name in names or ARCHITECTURES:
         keys = architecture_keys(architecture_path(name))
         overrides = {key: facts[fact] for fact, key in FACT_KEYS.items() if key in keys and fact in facts}
         overrides.pop("num_spks", None)
         try:
             modules = build_architecture(name, overrides, facts.get("num_spks", 2), device="meta")
         except Exception as e:  # a value the architecture cannot take
-            candidates.append((name, overrides, [f"{where}: building {name} with {overrides} fails: {e}"], [], {}))
+            unknown = ", ".join(f"{k} = {v!r}" for k, v in keys.items() if k not in overrides and k != "num_spks")
+            unknown = f" and, not stored in the source, its defaults {unknown}" if unknown else ""
+            problem = f"{where}: building {name} with {overrides}{unknown} fails: {e}"
+            candidates.append((name, overrides, [problem], [], {}))
             continue
         built = describe_modules(modules)
         problems, shapes = [], []
@@ -579,7 +590,7 @@ def match_architecture(facts, origins, where, state_dicts=None, weights_where=No
         )
     shown = "\n  ".join(problems[:8]) + ("\n  ..." if len(problems) > 8 else "")
     raise PretrainedFormatError(
-        f"{where} matches no architecture of hparams/ ({', '.join(ARCHITECTURES)}). "
+        f"{where} matches no architecture of hparams/ ({', '.join(names or ARCHITECTURES)}). "
         f"What differs from the closest one, {name}:\n  {shown}"
     )
 
@@ -596,6 +607,30 @@ def _is_inference_card(path):
     except Exception:  # not YAML ruamel can read: not a card we can use
         return False
     return isinstance(tree, dict) and "modules" in tree and "pretrainer" in tree
+
+
+def is_speechbrain_config(path):
+    """Whether a ``config.json`` is the one SpeechBrain Hub repos ship for the Hugging Face widget
+    (``{"speechbrain": {"speechbrain_interface": ...}}``, or that key at the top level), not a model config.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "config.json"
+    >>> _ = path.write_text('{"speechbrain": {"speechbrain_interface": "SepformerSeparation"}}')
+    >>> is_speechbrain_config(path)
+    True
+    >>> _ = path.write_text('{"sample_rate": 8000, "masknet_chunksize": 250}')
+    >>> is_speechbrain_config(path)
+    False
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    nested = data.get("speechbrain")
+    return "speechbrain_interface" in data or (isinstance(nested, dict) and "speechbrain_interface" in nested)
 
 
 def detect_layout(folder, hparams_file=CARD_FILE):
@@ -623,7 +658,7 @@ def detect_layout(folder, hparams_file=CARD_FILE):
         if missing_ckpts:
             raise PretrainedFormatError(f"Model folder {folder} lacks {', '.join(missing_ckpts)}.")
         return LAYOUT_SPEECHBRAIN
-    if (folder / CONFIG_FILE).is_file():
+    if (folder / CONFIG_FILE).is_file() and not is_speechbrain_config(folder / CONFIG_FILE):
         if not any((folder / name).is_file() for name in WEIGHT_FILES):
             raise PretrainedFormatError(
                 f"Model folder {folder} has {CONFIG_FILE} but neither {' nor '.join(WEIGHT_FILES)}."
@@ -677,24 +712,83 @@ def read_checkpoints(folder):
     return {name: _load_tensors(Path(folder) / f"{name}.ckpt") for name in MODULE_NAMES}
 
 
-def _training_yaml_facts(path):
-    """Scalar top-level keys of a training ``hyperparams.yaml`` that say what the weights cannot."""
+def training_hparams_files(folder, hparams_file=CARD_FILE):
+    """Where a checkpoint folder's training hyperparams may be: beside the checkpoints, then, for a
+    recipe's ``save/CKPT+*`` folder, the run folder's ``hyperparams.yaml`` two levels up.
+
+    Example
+    -------
+    >>> [str(p) for p in training_hparams_files(Path("run/save/CKPT+2024-01-01+00-00-00+00"))]
+    ['run/save/CKPT+2024-01-01+00-00-00+00/hyperparams.yaml', 'run/hyperparams.yaml']
+    """
+    folder = Path(folder)
+    files = [folder / hparams_file]
+    if folder.name.startswith("CKPT+"):
+        files.append(folder.parent.parent / CARD_FILE)
+    return files
+
+
+@dataclass
+class TrainingHparams:
+    """What a training ``hyperparams.yaml`` says about a checkpoint folder's model."""
+
+    path: Path
+    facts: dict
+    origins: dict
+    sample_rate: object = None
+    architecture: str = None  # a name of hparams/ when the file names one (its ``architecture`` key)
+
+
+def read_training_hparams(path):
+    """Reads the architecture of a training ``hyperparams.yaml`` the way ``spgm-publish`` does
+    (:func:`spgm_lobes.publish.read_run_architecture`: the architecture keys under ``arch:`` or at
+    the top level); a file without an ``architecture`` key gives the keys it has.
+
+    Returns
+    -------
+    TrainingHparams or None
+        ``None`` when the file is not YAML holding a mapping.
+    """
+    from .publish import PublishError, _load_run_hparams, read_run_architecture, run_architecture_keys
+
+    path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            tree = ruamel.yaml.YAML().load(f)
-    except Exception:  # unreadable: the shapes and the defaults decide
-        return {}, {}, None
-    if not isinstance(tree, dict):
-        return {}, {}, None
+        hp = _load_run_hparams(path.parent, path.name)
+    except Exception:  # unreadable: not a training file we can use
+        return None
+    if not isinstance(hp, dict):
+        return None
+    architecture = None
+    if hp.get("architecture"):
+        try:
+            arch = read_run_architecture(path.parent, hparams_file=path.name)
+        except PublishError as e:
+            raise PretrainedFormatError(str(e)) from e
+        keys = {**arch.overrides, "num_spks": arch.num_spks}
+        rate = arch.sample_rate
+        if arch.path == architecture_path(arch.name).resolve():
+            architecture = arch.name
+    else:
+        keys = run_architecture_keys(hp, FACT_KEYS.values())
+        rate = hp.get("sample_rate")
     facts, origins = {}, {}
-    by_key = {key: fact for fact, key in FACT_KEYS.items()}
-    for key, value in tree.items():
-        if key in by_key and isinstance(value, (int, float, str)) and not hasattr(value, "tag"):
+    for fact, key in FACT_KEYS.items():
+        if key in keys:
+            value = keys[key]
             value = value if isinstance(value, str) else (float(value) if key == "dropout" else int(value))
-            facts[by_key[key]] = value
-            origins[by_key[key]] = f"{path.name}: {key} = {value!r}"
-    rate = tree.get("sample_rate")
-    return facts, origins, rate
+            facts[fact] = value
+            origins[fact] = f"{path}: {key} = {value!r}"
+    return TrainingHparams(path, facts, origins, rate, architecture)
+
+
+def _check_against_weights(training, facts):
+    """Raises when a training file contradicts what the checkpoints' shapes say, naming the key."""
+    for fact, value in training.facts.items():
+        if fact in facts and facts[fact] != value:
+            raise PretrainedFormatError(
+                f"{training.origins[fact]}, but the checkpoints have {_fact_name(fact)} = {facts[fact]!r}: "
+                "these weights were not trained with this file."
+            )
 
 
 @dataclass
@@ -710,6 +804,7 @@ class Source:
     ignored: list = field(default_factory=list)
     name: str = ""
     folder: Path = None
+    hparams_note: str = ""  # checkpoints layout: where the training hyperparams were read, or looked for
 
 
 def read_source(folder, where=None, hparams_file=CARD_FILE):
@@ -753,21 +848,29 @@ def read_source(folder, where=None, hparams_file=CARD_FILE):
     state_dicts = read_checkpoints(folder)
     facts = facts_from_state_dicts(state_dicts, f"{where} (encoder/masknet/decoder.ckpt)")
     origins = {f: f"{where}: the checkpoints' {_fact_name(f)} = {v!r}" for f, v in facts.items()}
-    rate, yaml_rate = None, None
-    if (folder / hparams_file).is_file():
-        more, more_origins, yaml_rate = _training_yaml_facts(folder / hparams_file)
-        facts, origins = {**more, **facts}, {**more_origins, **origins}
+    candidates = training_hparams_files(folder, hparams_file)
+    training = next((t for t in map(read_training_hparams, filter(Path.is_file, candidates)) if t), None)
+    if training is not None:
+        _check_against_weights(training, facts)
+        facts, origins = {**training.facts, **facts}, {**training.origins, **origins}
     if "kernel_stride" not in facts:
         facts["kernel_stride"] = facts["kernel_size"] // 2
         origins["kernel_stride"] = f"{where}: stride assumed kernel // 2 = {facts['kernel_stride']}"
     facts.setdefault("decoder_stride", facts["kernel_stride"])
-    match = match_architecture(facts, origins, f"{where} (encoder/masknet/decoder.ckpt)", state_dicts)
-    if yaml_rate is not None:
-        rate = check_sample_rate(yaml_rate, f"{where}/{hparams_file}: sample_rate")
+    named = training.architecture if training is not None else None
+    match = match_architecture(
+        facts, origins, f"{where} (encoder/masknet/decoder.ckpt)", state_dicts, names=[named] if named else None
+    )
+    if named:
+        match.assumed = {}  # the run's architecture file fixes what its keys do not
+    if training is not None and training.sample_rate is not None:
+        rate = check_sample_rate(training.sample_rate, f"{training.path}: sample_rate")
     else:
         rate = 8000
         match.assumed["sample_rate"] = rate
-    return Source(where, layout, match, rate, state_dicts, name=folder.name, folder=folder)
+    looked = " and ".join(str(p) for p in candidates)
+    note = f"read from {training.path}" if training is not None else f"no training hyperparams.yaml ({looked})"
+    return Source(where, layout, match, rate, state_dicts, name=folder.name, folder=folder, hparams_note=note)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -915,7 +1018,13 @@ def model_card(source, repo_id, revision, diff):
         else "The source states no results in machine-readable form; see its model card."
     )
     assumed = ", ".join(f"{_fact_name(k)} = {v!r}" for k, v in sorted(match.assumed.items()) if k in ASSUMED_SHOWN)
-    assumed = f"\nNot stored in the source and taken from the architecture's defaults: {assumed}.\n" if assumed else ""
+    assumed = (
+        f"\n**Assumed:** not stored in the source and taken from the architecture's defaults: {assumed}. If the "
+        "model was trained with other values it separates wrongly; the check above cannot tell (its reference is "
+        "built with the same values).\n"
+        if assumed
+        else ""
+    )
     if match.architecture.startswith("spgm"):
         credits = (
             "SPGM: Yip et al., *SPGM: Prioritizing Local Features for enhanced speech separation performance*, "
@@ -959,8 +1068,21 @@ est_sources = model.separate_file(path="mixture.wav")  # [1, time, {match.num_sp
 ASSUMED_SHOWN = ("chunk_size", "intra_nhead", "intra_dropout", "norm", "intra_norm_before", "spgm_pool", "sample_rate")
 
 
-def _prepare_out_dir(out):
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _prepare_out_dir(out, source_folder=None):
+    """Checks that ``out`` may take an import: not the source's folder or one above it, and holding
+    only files that an earlier import wrote, unchanged (their hashes are in its ``spgm_import.json``)."""
     out = Path(out)
+    if source_folder is not None:
+        source, target = Path(source_folder).resolve(), out.resolve()
+        if target == source or target in source.parents:
+            where = "is the source folder" if target == source else f"holds the source folder {source_folder}"
+            raise PretrainedFormatError(
+                f"--out {out} {where}: the import would overwrite the source's own files; choose another --out."
+            )
     if out.exists():
         if not out.is_dir():
             raise PretrainedFormatError(f"{out} exists and is not a folder.")
@@ -969,13 +1091,29 @@ def _prepare_out_dir(out):
             raise PretrainedFormatError(
                 f"{out} holds files spgm-import did not write ({', '.join(foreign)}); choose another --out."
             )
+        record = read_marker(out)
+        written = record.get("files") if record is not None and isinstance(record.get("files"), dict) else {}
+        unrecorded = [
+            name
+            for name in IMPORT_FILES
+            if name != MARKER
+            and ((out / name).exists() or (out / name).is_symlink())
+            and ((out / name).is_symlink() or not (out / name).is_file() or written.get(name) != _sha256(out / name))
+        ]
+        if (out / MARKER).exists() and (record is None or "source" not in record):
+            unrecorded.append(MARKER)
+        if unrecorded:
+            raise PretrainedFormatError(
+                f"{out} holds {', '.join(unrecorded)}, which spgm-import did not write (not recorded with this "
+                f"content in {out / MARKER}); choose another --out."
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def _write_import(source, out, repo_id, revision, log):
     """Writes the import into a fresh folder next to ``out``, verifies it, then moves it into ``out``."""
-    out = _prepare_out_dir(out)
+    out = _prepare_out_dir(out, source.folder)
     match = source.match
     reference = reference_modules(source)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -1003,6 +1141,7 @@ def _write_import(source, out, repo_id, revision, log):
             "assumed": {k: v for k, v in match.assumed.items() if k in ASSUMED_SHOWN},
             "ignored_config_keys": source.ignored,
             "relative_difference": diff,
+            "files": {name: _sha256(stage / name) for name in IMPORT_FILES if name != MARKER},
         }
         (stage / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         out.mkdir(exist_ok=True)
@@ -1013,8 +1152,34 @@ def _write_import(source, out, repo_id, revision, log):
     if source.ignored:
         log(f"spgm-import: config keys the authors' code does not read either, left out: {', '.join(source.ignored)}")
     if info["assumed"]:
-        log(f"spgm-import: not stored in the source, taken from {match.architecture}: {info['assumed']}")
+        warnings.warn(assumed_warning(source, info["assumed"]), AssumedValuesWarning, stacklevel=3)
     return info
+
+
+class AssumedValuesWarning(UserWarning):
+    """An import took values the source does not store from an architecture's defaults."""
+
+
+def assumed_warning(source, assumed):
+    """The warning of an import whose source does not say all of its model: which values were
+    assumed, why, and that the check cannot catch them.
+
+    Example
+    -------
+    >>> source = Source("ckpts", LAYOUT_CHECKPOINTS, Match("spgm-ap", {}, 2), 8000, {}, hparams_note="no file")
+    >>> print(assumed_warning(source, {"chunk_size": 250}))  # doctest: +NORMALIZE_WHITESPACE
+    spgm-import: ASSUMED, not read from ckpts (no file): chunk size K = 250 are spgm-ap's defaults. If the model was
+    trained with other values it separates wrongly, and the check cannot tell (it builds its reference with the same
+    values). Put the training hyperparams.yaml beside the checkpoints to import them as trained.
+    """
+    values = ", ".join(f"{_fact_name(k)} = {v!r}" for k, v in sorted(assumed.items()))
+    note = f" ({source.hparams_note})" if source.hparams_note else ""
+    return (
+        f"spgm-import: ASSUMED, not read from {source.where}{note}: {values} are {source.match.architecture}'s "
+        "defaults. If the model was trained with other values it separates wrongly, and the check cannot tell (it "
+        "builds its reference with the same values). Put the training hyperparams.yaml beside the checkpoints to "
+        "import them as trained."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1084,7 +1249,8 @@ def import_model(source, out, downloader=None, revision=None, hparams_file=CARD_
     source : str or Path
         A local folder or a Hub repo id, in any layout of the module docstring.
     out : str or Path
-        The folder to write (created; may only hold the files of an earlier import).
+        The folder to write (created; it may only hold the files of an earlier import, unchanged, and
+        may be neither the source folder nor a folder above it).
     downloader : callable, optional
         ``downloader(repo_id, allow_patterns, revision=None) -> folder``; default
         :func:`hub_snapshot` (huggingface_hub's ``snapshot_download``).
@@ -1121,7 +1287,8 @@ def _import_folder(folder, repo_id, revision, out, hparams_file, log):
     log(
         f"spgm-import: {where} ({info['layout']}) -> {out}: {info['architecture']} ({changed}), "
         f"{info['sample_rate']} Hz, {info['num_spks']} sources; verified with from_hparams "
-        f"(relative difference {info['relative_difference']:.2g} <= {VERIFY_TOLERANCE:g})."
+        f"(relative difference {info['relative_difference']:.2g} <= {VERIFY_TOLERANCE:g})"
+        + (f"; with ASSUMED values: {info['assumed']}." if info["assumed"] else ".")
     )
     return info
 
@@ -1142,8 +1309,7 @@ def checkpoint_folder(source, work_dir, downloader=None, revision=None, log=prin
     (True, True)
     """
     work_dir = Path(work_dir)
-    source_id = str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
-    if imported_from(work_dir, source_id):
+    if imported_from(work_dir, source_key(source)):
         return work_dir
     folder, repo_id, revision = fetch_source(source, downloader, revision)
     if detect_layout(folder) != LAYOUT_HUB_MIXIN:
@@ -1152,15 +1318,34 @@ def checkpoint_folder(source, work_dir, downloader=None, revision=None, log=prin
     return work_dir
 
 
+def source_key(source):
+    """How a source is recorded in ``spgm_import.json``: a Hub repo id as it is, a folder as its absolute path.
+
+    Example
+    -------
+    >>> source_key("yipjiaqi/spgm-base"), source_key("/models/x/../y")
+    ('yipjiaqi/spgm-base', '/models/y')
+    """
+    return str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
+
+
+def read_marker(folder):
+    """The record ``spgm_import.json`` of ``folder`` (a dict), or ``None`` when there is none readable."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def imported_from(folder, source):
     """Whether ``folder`` holds a complete import of ``source`` (its ``spgm_import.json`` says so)."""
     folder = Path(folder)
-    try:
-        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    info = read_marker(folder)
+    if info is None or info.get("passed_through"):
         return False
     complete = all((folder / name).is_file() for name in IMPORT_FILES)
-    return complete and info.get("source") in (str(source), str(Path(str(source)).expanduser().resolve()))
+    return complete and info.get("source") in (str(source), source_key(source))
 
 
 def default_import_dir(source):
@@ -1182,10 +1367,15 @@ def default_import_dir(source):
 def prepare_source(source, savedir=None, hparams_file=CARD_FILE, downloader=None, revision=None, log=print):
     """What to hand to SpeechBrain's ``from_hparams`` for ``source``: ``(source, savedir)``.
 
-    A SpeechBrain folder or repo is returned unchanged. A ``hub-mixin`` or ``checkpoints`` source is
-    imported (:func:`import_model`) into ``savedir`` (default :func:`default_import_dir`) the
-    first time, and that folder is returned as both source and savedir; later calls find the
-    import there and download nothing.
+    What happens is decided by the source, never by what ``savedir`` already holds. A SpeechBrain
+    folder or repo is returned unchanged (and recorded in ``<savedir>/spgm_import.json``). A
+    ``hub-mixin`` or ``checkpoints`` source is imported (:func:`import_model`) into ``savedir``
+    (default :func:`default_import_dir`) the first time, and that folder is returned as both source
+    and savedir; later calls find the import there and download nothing.
+
+    SpeechBrain reuses the files it finds in a savedir, so a savedir that holds the model of another
+    source is refused (:class:`PretrainedFormatError` naming the savedir and both sources) rather than
+    returned; an import of another source is replaced by the new import.
 
     Example
     -------
@@ -1199,20 +1389,81 @@ def prepare_source(source, savedir=None, hparams_file=CARD_FILE, downloader=None
     if not isinstance(source, (str, os.PathLike)):
         return source, savedir  # a SpeechBrain FetchSource: theirs to handle
     out = Path(savedir) if savedir is not None else default_import_dir(source)
-    source_id = str(source) if is_hub_repo_id(source) else str(Path(str(source)).expanduser().resolve())
-    if imported_from(out, source_id):
+    key = source_key(source)
+    if imported_from(out, key):
         return str(out), str(out)
-    if savedir is not None and (out / hparams_file).is_file() and not (out / MARKER).exists():
-        return source, savedir  # an earlier SpeechBrain fetch of a card into this savedir
-    if is_hub_repo_id(source):
-        light, _, _ = fetch_source(source, downloader, revision, patterns=(hparams_file, CONFIG_FILE))
-        card = Path(light) / hparams_file
-        if card.is_file() and not (Path(light) / CONFIG_FILE).is_file() and _is_inference_card(card):
-            return source, savedir
-    elif detect_layout(Path(str(source)).expanduser(), hparams_file) == LAYOUT_SPEECHBRAIN:
+    if passes_through(source, hparams_file, downloader, revision):
+        if savedir is not None:
+            _claim_savedir(out, key, source, hparams_file)
         return source, savedir
+    record = read_marker(out)
+    if _model_files(out, hparams_file) and (record is None or record.get("passed_through")):
+        raise PretrainedFormatError(_savedir_taken(out, record, key, hparams_file))
+    if record is not None and record.get("source") != key:
+        log(f"spgm-import: {out} holds an import of {record.get('source')!r}; importing {key!r} in its place.")
     import_model(source, out, downloader, revision, hparams_file, log)
     return str(out), str(out)
+
+
+def passes_through(source, hparams_file=CARD_FILE, downloader=None, revision=None):
+    """Whether ``source`` loads with SpeechBrain as it is (an inference card with its ``.ckpt`` files).
+
+    A Hub repo is judged by its ``hyperparams.yaml`` and ``config.json`` alone (a light download): an
+    inference card passes through when ``config.json`` is absent or SpeechBrain's own
+    (:func:`is_speechbrain_config`); a model ``config.json`` (the ``hub-mixin`` layout) is imported.
+    """
+    if is_hub_repo_id(source):
+        light, _, _ = fetch_source(source, downloader, revision, patterns=(hparams_file, CONFIG_FILE))
+        card, config = Path(light) / hparams_file, Path(light) / CONFIG_FILE
+        return card.is_file() and (not config.is_file() or is_speechbrain_config(config)) and _is_inference_card(card)
+    return detect_layout(Path(str(source)).expanduser(), hparams_file) == LAYOUT_SPEECHBRAIN
+
+
+def _model_files(folder, hparams_file=CARD_FILE):
+    """The model files (card and ``.ckpt`` files, links included) present in ``folder``."""
+    return [name for name in (hparams_file,) + CKPT_FILES if (folder / name).exists() or (folder / name).is_symlink()]
+
+
+def _savedir_taken(out, record, key, hparams_file):
+    held = (
+        f"the model of {record['source']!r} (recorded in {out / MARKER})"
+        if record and record.get("source")
+        else (f"a model ({', '.join(_model_files(out, hparams_file))}) whose source is not recorded")
+    )
+    return (
+        f"savedir {out} already holds {held}; loading {key!r} there would return that model, since SpeechBrain "
+        f"reuses the files of a savedir. Choose another savedir for {key!r}, or remove {out}."
+    )
+
+
+def _fetched_from(out, names, source):
+    """Whether the files ``names`` of a savedir are those of ``source``: links to (or copies of) a local
+    folder's files, links into the Hugging Face cache of a Hub repo."""
+    if is_hub_repo_id(source):
+        cache = "models--" + str(source).replace("/", "--")
+        return all((out / n).is_symlink() and cache in (out / n).resolve().parts for n in names)
+    folder = Path(str(source)).expanduser()
+    return all(
+        (folder / n).is_file()
+        and (out / n).is_file()
+        and ((out / n).resolve() == (folder / n).resolve() or filecmp.cmp(out / n, folder / n, shallow=False))
+        for n in names
+    )
+
+
+def _claim_savedir(out, key, source, hparams_file):
+    """Records in ``out`` that SpeechBrain fills it from ``source``; refuses a savedir holding another model."""
+    if not is_hub_repo_id(source) and out.resolve() == Path(str(source)).expanduser().resolve():
+        return  # the source's own folder: SpeechBrain reads its files
+    record = read_marker(out)
+    present = _model_files(out, hparams_file)
+    same = record is not None and record.get("source") == key and record.get("passed_through")
+    if present and not same and (record is not None or not _fetched_from(out, present, source)):
+        raise PretrainedFormatError(_savedir_taken(out, record, key, hparams_file))
+    if not same:
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"source": key, "layout": LAYOUT_SPEECHBRAIN, "passed_through": True}
+        (out / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv=None, downloader=None):

@@ -134,8 +134,8 @@ def read_test_results(run_dir):
     return results
 
 
-def _load_run_hparams(run_dir):
-    path = Path(run_dir) / "hyperparams.yaml"
+def _load_run_hparams(run_dir, hparams_file="hyperparams.yaml"):
+    path = Path(run_dir) / hparams_file
     if not path.is_file():
         raise PublishError(f"{path} not found: it tells which architecture the run trained.")
     with open(path, encoding="utf-8") as f:
@@ -153,7 +153,30 @@ def _plain(value):
     return str(value)
 
 
-def read_run_architecture(run_dir, architecture=None, arch_key="arch"):
+def run_architecture_keys(hp, keys, arch_key="arch"):
+    """The scalar values a run's hyperparams give to architecture ``keys``: under the mapping
+    ``arch_key`` (what ``arch: !include:...`` resolves to) first, else at the top level.
+
+    Example
+    -------
+    >>> run_architecture_keys({"arch": {"chunk_size": 10, "modules": {}}, "nhead": 2, "lr": 0.1},
+    ...                       ["chunk_size", "nhead", "d_ffn", "modules"])
+    {'chunk_size': 10, 'nhead': 2}
+    """
+    sources = []
+    if isinstance(hp.get(arch_key), dict):
+        sources.append(hp[arch_key])
+    sources.append(hp)
+    values = {}
+    for key in keys:
+        for source in sources:
+            if key in source and not isinstance(source[key], (dict, list)):
+                values[key] = _plain(source[key])
+                break
+    return values
+
+
+def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_file="hyperparams.yaml"):
     """Reads the architecture of a run from its ``hyperparams.yaml`` without building anything.
 
     Arguments
@@ -164,12 +187,14 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch"):
         Name or path of the architecture file; default: the run's ``architecture`` key.
     arch_key : str
         Key of the mapping the architecture was included under.
+    hparams_file : str
+        Name of the run's hyperparams file in ``run_dir``.
     """
-    hp = _load_run_hparams(run_dir)
+    hp = _load_run_hparams(run_dir, hparams_file)
     architecture = architecture or hp.get("architecture")
     if not architecture:
         raise PublishError(
-            f"{Path(run_dir) / 'hyperparams.yaml'} has no 'architecture' key; pass --architecture "
+            f"{Path(run_dir) / hparams_file} has no 'architecture' key; pass --architecture "
             f"(one of {', '.join(ARCHITECTURES)} or a YAML path)."
         )
     architecture = str(architecture)
@@ -182,18 +207,9 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch"):
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise PublishError(f"Architecture {architecture!r} is neither a known name nor an existing file.")
-    sources = []
-    if isinstance(hp.get(arch_key), dict):
-        sources.append(hp[arch_key])
-    sources.append(hp)
-    overrides = {}
-    for key in architecture_keys(path):
-        for source in sources:
-            if key in source and not isinstance(source[key], (dict, list)):
-                overrides[key] = _plain(source[key])
-                break
+    overrides = run_architecture_keys(hp, architecture_keys(path), arch_key)
     if "sample_rate" not in hp:
-        raise PublishError(f"{Path(run_dir) / 'hyperparams.yaml'} has no 'sample_rate' key.")
+        raise PublishError(f"{Path(run_dir) / hparams_file} has no 'sample_rate' key.")
     num_spks = int(overrides.pop("num_spks", hp.get("num_spks", 2)))
     return RunArchitecture(Path(path).resolve(), overrides, int(hp["sample_rate"]), num_spks)
 

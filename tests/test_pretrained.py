@@ -13,7 +13,13 @@ from spgm_lobes import pretrained
 from spgm_lobes.inference import SPGMSeparation, load_model, separate_sources
 from spgm_lobes.inference import main as separate_main
 from spgm_lobes.pretrained import PretrainedFormatError, import_model, prepare_source, read_source
-from spgm_lobes.testing import TINY_SPGM_CONFIG, authors_layout_modules, local_snapshot, write_hub_mixin_folder
+from spgm_lobes.testing import (
+    TINY_SPGM_CONFIG,
+    authors_layout_modules,
+    local_snapshot,
+    make_run_folder,
+    write_hub_mixin_folder,
+)
 
 QUIET = {"log": lambda msg: None}
 
@@ -117,11 +123,12 @@ def _checkpoint_folder(folder, config, seed=2):
 def test_checkpoint_folder_round_trip(tmp_path):
     config = {**TINY_SPGM_CONFIG, "masknet_chunksize": 250, "masknet_numlayers": 4}
     modules = _checkpoint_folder(tmp_path / "spgm", config)
-    info = import_model(tmp_path / "spgm", tmp_path / "out", **QUIET)
+    with pytest.warns(pretrained.AssumedValuesWarning, match=r"ASSUMED.*chunk size K = 250.*intra block nhead = 8"):
+        info = import_model(tmp_path / "spgm", tmp_path / "out", **QUIET)
     # chunk size, heads, pre-norm ... are not stored in weights: the architecture's defaults are used, and said so
     assert info["layout"] == "checkpoints" and info["architecture"] == "spgm-ap"
     assert info["assumed"]["chunk_size"] == 250 and info["assumed"]["sample_rate"] == 8000
-    assert "Not stored in the source" in (tmp_path / "out" / "README.md").read_text()
+    assert "**Assumed:** not stored in the source" in (tmp_path / "out" / "README.md").read_text()
     assert info["assumed"]["intra_nhead"] == 8  # the source has 2: weights cannot tell
     # a training hyperparams.yaml beside the checkpoints says what the weights cannot
     (tmp_path / "spgm" / "hyperparams.yaml").write_text("sample_rate: 16000\nnhead: 2\nchunk_size: 250\nlr: 0.1\n")
@@ -131,6 +138,42 @@ def test_checkpoint_folder_round_trip(tmp_path):
     assert model.hparams.sample_rate == 16000
     mix = _mix()
     assert _relative(model.separate_batch(mix), _separate(modules, mix)) <= 1e-4
+
+
+def _published_and_checkpoint(tmp_path):
+    """A tiny recipe run (chunk 10, 2 heads: not the architecture's defaults), spgm-publish's folder of its
+    best checkpoint, and that checkpoint's folder."""
+    from spgm_lobes import publish
+
+    run = tmp_path / "run"
+    make_run_folder(run)
+    staged = publish.publish(run, "me/tiny", dry_run=True, stage_dir=tmp_path / "published", log=lambda _: None)
+    return staged["stage_dir"], staged["checkpoint"]
+
+
+def test_recipe_checkpoint_imports_as_published(tmp_path):
+    published, ckpt = _published_and_checkpoint(tmp_path)
+    mix = _mix()
+    expected = SepformerSeparation.from_hparams(source=str(published), savedir=str(tmp_path / "sb0")).separate_batch(
+        mix
+    )
+    # save/CKPT+* alone: the run's hyperparams.yaml two levels up says the architecture (under arch:)
+    info = import_model(ckpt, tmp_path / "out", **QUIET)
+    assert info["overrides"]["chunk_size"] == 10 and info["overrides"]["nhead"] == 2 and info["assumed"] == {}
+    model = SepformerSeparation.from_hparams(source=str(tmp_path / "out"), savedir=str(tmp_path / "sb1"))
+    assert torch.equal(model.separate_batch(mix), expected)
+    # the run's hyperparams.yaml copied beside the checkpoints
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    for path in [*ckpt.glob("*.ckpt"), ckpt.parent.parent / "hyperparams.yaml"]:
+        (beside / path.name).write_bytes(path.read_bytes())
+    model = SPGMSeparation.from_hparams(source=str(beside), savedir=str(tmp_path / "sb2"), use_fast_path=False)
+    assert torch.equal(model.separate_batch(mix), expected)
+    # a file that contradicts the weights is refused, naming its key
+    text = (beside / "hyperparams.yaml").read_text().replace("N_encoder_out: 16", "N_encoder_out: 32")
+    (beside / "hyperparams.yaml").write_text(text)
+    with pytest.raises(PretrainedFormatError, match=r"hyperparams.yaml: N_encoder_out = 32, but the checkpoints have"):
+        import_model(beside, tmp_path / "out3", **QUIET)
 
 
 SEPFORMER_CARD = """
@@ -299,6 +342,35 @@ def test_nothing_written_is_lost(hub_folder, imported, tmp_path, monkeypatch):
     assert not [p for p in done.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_an_import_never_overwrites_files_it_did_not_write(hub_folder, tmp_path, capsys):
+    _, ckpt = _published_and_checkpoint(tmp_path)
+    source = tmp_path / "ckpt"
+    source.mkdir()
+    for path in [*ckpt.glob("*.ckpt"), ckpt.parent.parent / "hyperparams.yaml"]:
+        (source / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    # --out the source itself, or a folder above it
+    assert pretrained.main([str(source), "--out", str(source)]) == 1
+    assert f"--out {source} is the source folder" in capsys.readouterr().err
+    with pytest.raises(PretrainedFormatError, match=r"--out .* holds the source folder"):
+        import_model(source, tmp_path, **QUIET)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    # --out another SpeechBrain model folder: same file names, not written by spgm-import
+    sepformer = write_sepformer_folder(tmp_path / "sepformer")
+    kept = {p.name: p.read_bytes() for p in sepformer.iterdir()}
+    with pytest.raises(PretrainedFormatError, match=r"holds hyperparams.yaml, encoder.ckpt, .*which spgm-import did"):
+        import_model(hub_folder, sepformer, **QUIET)
+    assert {p.name: p.read_bytes() for p in sepformer.iterdir()} == kept
+    # an earlier import is replaced, unless a file of it was changed since
+    out = tmp_path / "out"
+    import_model(source, out, **QUIET)
+    import_model(hub_folder, out, **QUIET)
+    (out / "hyperparams.yaml").write_text((out / "hyperparams.yaml").read_text() + "# my note\n")
+    with pytest.raises(PretrainedFormatError, match=r"holds hyperparams.yaml, which spgm-import did not write"):
+        import_model(source, out, **QUIET)
+    assert (out / "hyperparams.yaml").read_text().endswith("# my note\n")
+
+
 def test_command_line(hub_folder, tmp_path, capsys):
     assert pretrained.main([str(hub_folder), "--out", str(tmp_path / "out")]) == 0
     assert "spgm-ap-s" in capsys.readouterr().out
@@ -332,9 +404,66 @@ def test_speechbrain_sources_pass_through(tmp_path):
     assert prepare_source(str(src), None) == (str(src), None)
     download = local_snapshot(tmp_path / "hub")
     repo = "speechbrain/sepformer-tiny"
-    assert prepare_source(repo, "sd", downloader=download) == (repo, "sd")
+    assert prepare_source(repo, str(tmp_path / "sd"), downloader=download) == (repo, str(tmp_path / "sd"))
     assert download.calls == [("speechbrain/sepformer-tiny", ("hyperparams.yaml", "config.json"))]
-    assert isinstance(SPGMSeparation.from_hparams(source=str(src), savedir=str(tmp_path / "sd")), SPGMSeparation)
+    assert isinstance(SPGMSeparation.from_hparams(source=str(src), savedir=str(tmp_path / "sd2")), SPGMSeparation)
+
+
+@pytest.mark.parametrize(
+    "config", [{"speechbrain": {"speechbrain_interface": "SepformerSeparation"}}, {"speechbrain_interface": "X"}]
+)
+def test_speechbrain_repos_with_their_widget_config_pass_through(config, tmp_path):
+    src = write_sepformer_folder(tmp_path / "hub" / "speechbrain" / "resepformer-tiny")
+    (src / "config.json").write_text(json.dumps(config))
+    download = local_snapshot(tmp_path / "hub")
+    repo, savedir = "speechbrain/resepformer-tiny", str(tmp_path / "sd")
+    assert prepare_source(repo, savedir, downloader=download, **QUIET) == (repo, savedir)
+    assert download.calls == [(repo, ("hyperparams.yaml", "config.json"))]
+    # the same folder, local: SpeechBrain's config.json does not make it the authors' layout, with or without a card
+    assert prepare_source(str(src), None) == (str(src), None)
+    (src / "hyperparams.yaml").unlink()
+    assert pretrained.detect_layout(src) == "checkpoints"
+
+
+def test_a_savedir_never_returns_the_model_of_another_source(hub_folder, tmp_path):
+    mix = _mix()
+    sepformer = write_sepformer_folder(tmp_path / "sepformer")
+    expected = SepformerSeparation.from_hparams(source=str(sepformer), savedir=str(tmp_path / "sb")).separate_batch(mix)
+    savedir = str(tmp_path / "S")
+    first = SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir, use_fast_path=False)
+    assert torch.equal(first.separate_batch(mix), expected)
+    again = SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir, use_fast_path=False)
+    assert torch.equal(again.separate_batch(mix), expected)
+    # the authors' layout into the savedir of a SpeechBrain folder: refused, naming both (SpeechBrain would reuse it)
+    with pytest.raises(PretrainedFormatError, match=r"savedir .*S already holds the model of '.*sepformer'") as err:
+        SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir)
+    assert str(hub_folder.resolve()) in str(err.value)
+    # a savedir that SpeechBrain filled before anything was recorded: refused too, unless its files are the source's
+    (tmp_path / "S" / "spgm_import.json").unlink()
+    with pytest.raises(PretrainedFormatError, match="whose source is not recorded"):
+        SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir)
+    other = write_sepformer_folder(tmp_path / "other", seed=9)
+    with pytest.raises(PretrainedFormatError, match="whose source is not recorded"):
+        SPGMSeparation.from_hparams(source=str(other), savedir=savedir)
+    assert prepare_source(str(sepformer), savedir) == (str(sepformer), savedir)
+    # an import of one source is replaced by the import of another
+    authors2 = write_hub_mixin_folder(tmp_path / "authors2", TINY_SPGM_CONFIG, seed=3)
+    savedir = str(tmp_path / "I")
+    SPGMSeparation.from_hparams(source=str(hub_folder), savedir=savedir, use_fast_path=False)
+    model = SPGMSeparation.from_hparams(source=str(authors2), savedir=savedir, use_fast_path=False)
+    expected = _separate(_authors_reference(TINY_SPGM_CONFIG, 3), mix)
+    assert _relative(model.separate_batch(mix), expected) <= 1e-4
+    with pytest.raises(PretrainedFormatError, match=r"already holds the model of '.*authors2'"):
+        SPGMSeparation.from_hparams(source=str(sepformer), savedir=savedir)
+
+
+def test_a_hub_repo_is_not_taken_from_a_savedir_it_did_not_fill(tmp_path):
+    root = tmp_path / "hub"
+    write_hub_mixin_folder(root / "yipjiaqi" / "spgm-base", TINY_SPGM_CONFIG, seed=7)
+    savedir = tmp_path / "S"
+    write_sepformer_folder(savedir)  # an earlier model, its source not recorded
+    with pytest.raises(PretrainedFormatError, match=r"whose source is not recorded; loading 'yipjiaqi/spgm-base'"):
+        prepare_source("yipjiaqi/spgm-base", str(savedir), downloader=local_snapshot(root), **QUIET)
 
 
 def test_spgm_separate_takes_the_authors_layout(hub_folder, tmp_path, monkeypatch):
