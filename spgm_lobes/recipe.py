@@ -40,7 +40,7 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = apply_regime(overrides)
     with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+        hparams = RecipeHparams(load_hyperpyyaml(fin, overrides), hparams_file)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -91,6 +91,36 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return brain
+
+
+class MissingHparamError(KeyError):
+    """A key a recipe reads is not defined in its hparams YAML (the message names both)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class RecipeHparams(dict):
+    """A recipe's loaded hparams: reading a key that ``hparams_file`` does not define raises
+    :class:`MissingHparamError` naming the key and the file (a plain ``KeyError`` named the key only).
+
+    Example
+    -------
+    >>> hparams = RecipeHparams({"seed": 1}, "hparams/x.yaml")
+    >>> hparams["seed"], hparams.get("lr")
+    (1, None)
+    >>> hparams["lr"]
+    Traceback (most recent call last):
+    ...
+    spgm_lobes.recipe.MissingHparamError: hparams/x.yaml does not define 'lr', which the recipe reads: add it there
+    """
+
+    def __init__(self, hparams, hparams_file):
+        super().__init__(hparams)
+        self.hparams_file = str(hparams_file)
+
+    def __missing__(self, key):
+        raise MissingHparamError(f"{self.hparams_file} does not define {key!r}, which the recipe reads: add it there")
 
 
 def override_options(argv, extra):
