@@ -21,6 +21,7 @@ modules), trains and evaluates with the Brain.
 
 import importlib.util
 import io
+import logging
 
 import speechbrain as sb
 import torch
@@ -33,6 +34,8 @@ from .fast import use_fast_decoder, use_fast_masknet
 from .finetune import init_from, split_init_from
 from .separation import SeparationBrain
 
+logger = logging.getLogger(__name__)
+
 
 def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     """Runs a separation recipe; returns the Brain after testing."""
@@ -41,6 +44,7 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     overrides = apply_regime(overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = RecipeHparams(load_hyperpyyaml(fin, overrides), hparams_file)
+    steps_interval_replaces_minutes(run_opts, hparams)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -121,6 +125,32 @@ class RecipeHparams(dict):
 
     def __missing__(self, key):
         raise MissingHparamError(f"{self.hparams_file} does not define {key!r}, which the recipe reads: add it there")
+
+
+def steps_interval_replaces_minutes(run_opts, hparams):
+    """A positive ``--ckpt_interval_steps`` on the command line switches off the hparams'
+    ``ckpt_interval_minutes`` (the recipes' 60), which SpeechBrain refuses alongside it, unless
+    ``--ckpt_interval_minutes`` is given too. Changes ``hparams`` in place.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> _, run_opts, _ = sb.parse_arguments(["h.yaml", "--ckpt_interval_steps", "500"])
+    >>> hparams = {"ckpt_interval_minutes": 60}
+    >>> steps_interval_replaces_minutes(run_opts, hparams)
+    >>> hparams
+    {'ckpt_interval_minutes': 0}
+    """
+    given = getattr(run_opts, "overridden_args", run_opts)  # SpeechBrain's RunOptions, or a dict of options
+    steps = run_opts["ckpt_interval_steps"] if "ckpt_interval_steps" in given else 0
+    if steps and steps > 0 and "ckpt_interval_minutes" not in given and hparams.get("ckpt_interval_minutes", 0) > 0:
+        logger.info(
+            "--ckpt_interval_steps %d: a checkpoint every %d steps instead of every %g minutes (ckpt_interval_minutes)",
+            steps,
+            steps,
+            hparams["ckpt_interval_minutes"],
+        )
+        hparams["ckpt_interval_minutes"] = 0
 
 
 def override_options(argv, extra):

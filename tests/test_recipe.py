@@ -128,3 +128,26 @@ def test_dynamic_mixtures_read_shuffled_are_the_epochs_mixtures(tmp_path, wsj0mi
     train = _read_order(tmp_path, RECIPE, train_set=mixtures)["train"]
     for epoch, ids in enumerate(train, start=1):  # every mixture of the epoch (drawn for it), in a shuffled order
         assert sorted(ids) == sorted(f"dm_e{epoch}_{i}" for i in range(8)) and ids != sorted(ids)
+
+
+def _checkpoint_intervals(tmp_path, *extra):
+    """(minutes, steps) of the Brain a WSJ0Mix recipe run builds with ``extra`` on its command line."""
+    seen = {}
+
+    class IntervalBrain(SeparationBrain):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            seen["intervals"] = (self.ckpt_interval_minutes, self.ckpt_interval_steps)
+            raise _Stop
+
+    argv = [RECIPE, "--data_folder", str(tmp_path), "--output_folder", str(tmp_path / "out"), "--arch", TINY_ARCH]
+    with pytest.raises(_Stop):
+        run_recipe(argv + list(extra), lambda hparams: None, lambda hparams: (None, None, None), IntervalBrain)
+    return seen["intervals"]
+
+
+def test_ckpt_interval_steps_alone_replaces_the_minutes_interval(tmp_path):
+    assert _checkpoint_intervals(tmp_path) == (60, 0)
+    assert _checkpoint_intervals(tmp_path, "--ckpt_interval_steps", "500") == (0, 500)
+    with pytest.raises(SystemExit, match="mutually exclusive"):  # both asked for: SpeechBrain's error stays
+        _checkpoint_intervals(tmp_path, "--ckpt_interval_steps", "500", "--ckpt_interval_minutes", "30")
