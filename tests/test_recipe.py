@@ -3,12 +3,13 @@
 import pytest
 import speechbrain as sb
 import torch
+from hyperpyyaml import load_hyperpyyaml
 
 from spgm_lobes.data.dynamic_mixing import SpeakerMixingDataset
 from spgm_lobes.fast import FastMaskNet
 from spgm_lobes.recipe import run_recipe
 from spgm_lobes.separation import SeparationBrain
-from spgm_lobes.testing import REPO_ROOT, TINY_ARCH
+from spgm_lobes.testing import REPO_ROOT, TINY_ARCH, TINY_ARCH_OVERRIDES
 
 RECIPE = str(REPO_ROOT / "recipes" / "WSJ0Mix" / "separation" / "hparams" / "spgm.yaml")
 
@@ -151,3 +152,18 @@ def test_ckpt_interval_steps_alone_replaces_the_minutes_interval(tmp_path):
     assert _checkpoint_intervals(tmp_path, "--ckpt_interval_steps", "500") == (0, 500)
     with pytest.raises(SystemExit, match="mutually exclusive"):  # both asked for: SpeechBrain's error stays
         _checkpoint_intervals(tmp_path, "--ckpt_interval_steps", "500", "--ckpt_interval_minutes", "30")
+
+
+@pytest.mark.parametrize(
+    "hparams_file",
+    sorted((REPO_ROOT / "recipes").glob("*/separation/hparams/*.yaml")),
+    ids=lambda p: f"{p.parent.parent.parent.name}/{p.name}",
+)
+def test_two_and_three_speaker_runs_never_share_a_default_output_folder(hparams_file):
+    folders = {}
+    for num_spks in (2, 3):
+        with open(hparams_file) as f:
+            hparams = load_hyperpyyaml(f, {"data_folder": "data", "arch": TINY_ARCH_OVERRIDES, "num_spks": num_spks})
+        folders[num_spks] = hparams["output_folder"]
+        assert hparams["save_folder"].startswith(hparams["output_folder"] + "/")
+    assert folders[2] != folders[3] and not folders[3].startswith(folders[2] + "/")
