@@ -21,6 +21,7 @@ modules), trains and evaluates with the Brain.
 
 import importlib.util
 import io
+import logging
 
 import speechbrain as sb
 import torch
@@ -33,6 +34,8 @@ from .fast import use_fast_decoder, use_fast_masknet
 from .finetune import init_from, split_init_from
 from .separation import SeparationBrain
 
+logger = logging.getLogger(__name__)
+
 
 def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     """Runs a separation recipe; returns the Brain after testing."""
@@ -40,7 +43,8 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = apply_regime(overrides)
     with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+        hparams = RecipeHparams(load_hyperpyyaml(fin, overrides), hparams_file)
+    steps_interval_replaces_minutes(run_opts, hparams)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -91,6 +95,62 @@ def run_recipe(argv, prepare_data, build_datasets, brain_class=SeparationBrain):
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return brain
+
+
+class MissingHparamError(KeyError):
+    """A key a recipe reads is not defined in its hparams YAML (the message names both)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class RecipeHparams(dict):
+    """A recipe's loaded hparams: reading a key that ``hparams_file`` does not define raises
+    :class:`MissingHparamError` naming the key and the file (a plain ``KeyError`` named the key only).
+
+    Example
+    -------
+    >>> hparams = RecipeHparams({"seed": 1}, "hparams/x.yaml")
+    >>> hparams["seed"], hparams.get("lr")
+    (1, None)
+    >>> hparams["lr"]
+    Traceback (most recent call last):
+    ...
+    spgm_lobes.recipe.MissingHparamError: hparams/x.yaml does not define 'lr', which the recipe reads: add it there
+    """
+
+    def __init__(self, hparams, hparams_file):
+        super().__init__(hparams)
+        self.hparams_file = str(hparams_file)
+
+    def __missing__(self, key):
+        raise MissingHparamError(f"{self.hparams_file} does not define {key!r}, which the recipe reads: add it there")
+
+
+def steps_interval_replaces_minutes(run_opts, hparams):
+    """A positive ``--ckpt_interval_steps`` on the command line switches off the hparams'
+    ``ckpt_interval_minutes`` (the recipes' 60), which SpeechBrain refuses alongside it, unless
+    ``--ckpt_interval_minutes`` is given too. Changes ``hparams`` in place.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> _, run_opts, _ = sb.parse_arguments(["h.yaml", "--ckpt_interval_steps", "500"])
+    >>> hparams = {"ckpt_interval_minutes": 60}
+    >>> steps_interval_replaces_minutes(run_opts, hparams)
+    >>> hparams
+    {'ckpt_interval_minutes': 0}
+    """
+    given = getattr(run_opts, "overridden_args", run_opts)  # SpeechBrain's RunOptions, or a dict of options
+    steps = run_opts["ckpt_interval_steps"] if "ckpt_interval_steps" in given else 0
+    if steps and steps > 0 and "ckpt_interval_minutes" not in given and hparams.get("ckpt_interval_minutes", 0) > 0:
+        logger.info(
+            "--ckpt_interval_steps %d: a checkpoint every %d steps instead of every %g minutes (ckpt_interval_minutes)",
+            steps,
+            steps,
+            hparams["ckpt_interval_minutes"],
+        )
+        hparams["ckpt_interval_minutes"] = 0
 
 
 def override_options(argv, extra):

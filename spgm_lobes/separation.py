@@ -36,6 +36,8 @@ recipes and the SPGM/SepFormer papers do:
   so it queues the next step while the device still runs this one (a bad step is
   then counted, and a run of them stopped, one step later; the LR warm-up and
   SpeechBrain's optimizer-step count include the skipped step);
+* the training set is read in a new random order every epoch (seeded; see
+  :meth:`SeparationBrain.make_dataloader`), on one process as under DDP;
 * checkpoints at each epoch end (and every ``ckpt_interval_minutes``), keeping
   the best by validation SI-SNR; a killed run resumes with its epoch counter,
   optimizer and learning-rate schedule;
@@ -476,9 +478,23 @@ class SeparationBrain(sb.Brain):
     # ----------------------------------------------------------------- stages
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
         """Remembers a training set that wants ``set_epoch`` calls; batches any
-        dataset of dicts with SpeechBrain's ``PaddedBatch``."""
+        dataset of dicts with SpeechBrain's ``PaddedBatch``.
+
+        The training loader shuffles unless its options say ``shuffle: False`` or
+        give a sampler: SpeechBrain's seeded ``ReproducibleRandomSampler`` on one
+        process (a new order every epoch, from ``seed``), its ``DistributedSampler``
+        under DDP, which shuffles anyway. Validation and test loaders keep the
+        dataset's order. Dynamic-mixing datasets draw item ``i`` of epoch ``e`` from
+        ``(seed, e, i)``, so shuffling only changes the order they are read in."""
         if stage == sb.Stage.TRAIN and hasattr(dataset, "set_epoch"):
             self.train_set_with_epoch = dataset
+        if (
+            stage == sb.Stage.TRAIN
+            and loader_kwargs.get("sampler") is None
+            and loader_kwargs.get("batch_sampler") is None
+            and not isinstance(dataset, torch.utils.data.IterableDataset)
+        ):
+            loader_kwargs.setdefault("shuffle", True)
         if stage == sb.Stage.TRAIN and self._hp("static_training_shapes", False):
             batch_size = loader_kwargs.get("batch_size", 1)
             if len(dataset) < batch_size:

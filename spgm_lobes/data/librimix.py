@@ -177,6 +177,26 @@ def list_noises(wham_root, split):
     return [p.relative_to(wham_root).as_posix() for p in files]
 
 
+def check_noise_files(rows, wham_root, metadata_file):
+    """Raises ``FileNotFoundError`` naming the WHAM! noise files of the metadata ``rows`` missing under
+    ``wham_root`` (before any mixture is written). LibriMix's train-360 metadata names speed-perturbed
+    noises (``*_sp08.wav``, ``*_sp12.wav``) that only LibriMix's ``scripts/augment_train_noise.py`` creates;
+    the error then says so."""
+    missing = sorted({row["noise_path"] for row in rows if not (Path(wham_root) / row["noise_path"]).is_file()})
+    if not missing:
+        return
+    message = (
+        f"{len(missing)} WHAM! noise file(s) named in {metadata_file} are missing under {wham_root}, "
+        f"e.g. {Path(wham_root) / missing[0]}"
+    )
+    if any(re.search(r"_sp(08|12)\.wav$", path) for path in missing):
+        message += (
+            ". LibriMix's train-360 metadata uses speed-perturbed noises (*_sp08.wav, *_sp12.wav): create them "
+            f"first with LibriMix's scripts/augment_train_noise.py --wham_dir {wham_root}"
+        )
+    raise FileNotFoundError(message)
+
+
 def read_noise(path, length, crossfade_seconds=1.0, rate=None):
     """First channel of a noise file (LibriMix's rule), resampled to ``rate`` and cut or extended to ``length``."""
     noise, noise_rate = read_audio(path, sample_rate=rate, channel=WHAM_NOISE_CHANNEL)
@@ -524,6 +544,8 @@ def _create_split(
     rows, n_src, has_noise = read_metadata(metadata_file)
     if use_noise and not has_noise:
         raise ValueError(f"{metadata_file} has no noise columns; cannot make mix_both")
+    if use_noise:
+        check_noise_files(rows, wham_root, metadata_file)
     split = split_name(metadata_file, n_src)
     out_dir = Path(out_root) / f"Libri{n_src}Mix"
     folders = [f"s{i + 1}" for i in range(n_src)] + list(mix_types) + (["noise"] if use_noise else [])

@@ -108,6 +108,8 @@ def build_datasets(hparams):
     csv = {split: os.path.join(hparams["save_folder"], name) for split, name in SPLITS.items()}
     num_spks = hparams["num_spks"]
     if hparams["dynamic_mixing"]:
+        if hparams["base_folder_dm"] is None:
+            raise ValueError("dynamic_mixing needs base_folder_dm (e.g. <wsj0>/si_tr_s_8k, one folder per speaker)")
         static = separation_dataset(csv["tr"], num_spks)
         train = SpeakerMixingDataset(
             hparams["base_folder_dm"],

@@ -223,7 +223,22 @@ def test_published_metadata_names_and_missing_noise(toy_corpus, tmp_path):
         writer.writerows({**r, "noise_path": "tt/missing.wav", "noise_gain": "1.0"} for r in rows)
     root = create_librimix([published], toy_corpus, tmp_path / "out")  # mix_clean needs no noise
     assert sorted(p.name for p in (root / "wav8k" / "min" / "test").iterdir()) == ["mix_clean", "s1", "s2"]
-    with pytest.raises(RuntimeError, match="missing.wav"):
+    with pytest.raises(FileNotFoundError, match=r"1 WHAM! noise file.* missing under .*, e\.g\. .*tt/missing\.wav$"):
         create_librimix([published], toy_corpus, tmp_path / "out2", mix_types=("mix_both",), wham_root=tmp_path)
+    assert not (tmp_path / "out2").exists()  # checked before anything is written
     with pytest.raises(ValueError, match="needs a WHAM"):
         create_librimix([published], toy_corpus, tmp_path / "out3", mix_types=("mix_both",))
+
+
+def test_missing_speed_perturbed_noise_points_to_augment_train_noise(toy_corpus, tmp_path):
+    wham = _toy_wham(tmp_path / "wham")
+    md = generate_metadata(toy_corpus, tmp_path / "md", n_dev_speakers=2, n_test_speakers=2, min_duration=0.5)
+    official = tmp_path / "official" / "libri2mix_train-clean-360.csv"  # names the noises as LibriMix's does
+    official.parent.mkdir()
+    rows = _rows(md["train-360"])
+    with open(official, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["noise_path", "noise_gain"])
+        writer.writeheader()
+        writer.writerows({**r, "noise_path": f"tr/n{i % 2}_sp08.wav", "noise_gain": "1.0"} for i, r in enumerate(rows))
+    with pytest.raises(FileNotFoundError, match=r"e\.g\. .*tr/n0_sp08\.wav.*augment_train_noise\.py --wham_dir"):
+        create_librimix([official], toy_corpus, tmp_path / "out", mix_types=("mix_both",), wham_root=wham)
