@@ -54,6 +54,7 @@ class LinearWarmup:
         self.base_lr = float(base_lr)
         self.done = 0
         self.last_lr = None  # the rate the last step was given (the optimizer holds the base rate between epochs)
+        self.loaded = False  # restored from a checkpoint (:meth:`load`)
 
     @property
     def active(self):
@@ -84,6 +85,22 @@ class LinearWarmup:
         if not self.active:
             update_learning_rate(optimizer, self.base_lr)
 
+    def resume_without_state(self, optimizer_steps, base_lr):
+        """Takes up a run recovered from a checkpoint that has no warm-up state (saved by a run without
+        warm-up or learning-rate decay): the warm-up continues as if it had run since the first of the
+        run's ``optimizer_steps`` (done already after as many steps as it has), towards the recovered rate
+        ``base_lr``.
+
+        Example
+        -------
+        >>> warmup = LinearWarmup(steps=400, base_lr=1e-3)
+        >>> warmup.resume_without_state(optimizer_steps=1000, base_lr=5e-4)
+        >>> warmup.active, warmup.base_lr
+        (False, 0.0005)
+        """
+        self.done = min(self.steps, int(optimizer_steps))
+        self.base_lr = float(base_lr)
+
     @mark_as_saver
     def save(self, path):
         """Checkpoint hook: writes the warm-up state."""
@@ -96,6 +113,7 @@ class LinearWarmup:
         with open(path, encoding="utf-8") as f:
             steps, done, base_lr = f.read().split()
         self.steps, self.done, self.base_lr = int(steps), int(done), float(base_lr)
+        self.loaded = True
 
 
 class BudgetAnneal:

@@ -179,8 +179,10 @@ class SeparationBrain(sb.Brain):
         return getattr(self.hparams, name, default) if self.hparams is not None else default
 
     def on_fit_start(self):
-        """Moves the speed perturbation to the training device, resets counters."""
+        """Recovers the newest checkpoint (SpeechBrain), moves the speed perturbation to the training
+        device, resets counters."""
         super().on_fit_start()
+        self._warmup_after_recovery()
         speed_perturb = self._hp("speed_perturb", None)
         if speed_perturb is not None:
             speed_perturb.device = self.device
@@ -231,10 +233,31 @@ class SeparationBrain(sb.Brain):
             logger.info("lr_anneal_fraction %g has no effect: the epoch counter has no time budget.", fraction)
         if (self._hp("lr_warmup_steps", 0) or self.lr_anneal) and self.optimizer is not None:
             self.lr_warmup = LinearWarmup(self._hp("lr_warmup_steps", 0), self.optimizer.param_groups[0]["lr"])
-            if self.checkpointer is not None and "lr_warmup" not in self.checkpointer.recoverables:
-                self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup)
+            if self.checkpointer is not None:  # replaces the one of an earlier call
+                # optional: a checkpoint of a run without warm-up or decay resumes (see _warmup_after_recovery)
+                self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup, optional_load=True)
         if self.checkpointer is not None:
             run_on_main(set_aside_incomplete_checkpoints, kwargs={"checkpointer": self.checkpointer})
+
+    def _warmup_after_recovery(self):
+        """A recovered checkpoint without ``lr_warmup.ckpt`` was saved by a run without warm-up or LR
+        decay (e.g. the paper's regime, resumed with ``--lr_warmup_steps`` or ``--regime fast``): the
+        warm-up continues as if it had run since the first step (:meth:`LinearWarmup.resume_without_state`:
+        done after as many optimizer steps), towards the recovered learning rate."""
+        if self.lr_warmup is None or self.lr_warmup.loaded:
+            return
+        self.lr_warmup.resume_without_state(self.optimizer_step, self.optimizer.param_groups[0]["lr"])
+        if self.optimizer_step > 0 and self.checkpointer is not None:
+            ckpt = self.checkpointer.find_checkpoint()
+            logger.warning(
+                "Checkpoint %s has no lr_warmup.ckpt (saved without a learning-rate warm-up or decay): after its "
+                "%d optimizer steps, %d of the %d warm-up steps count as done; base learning rate %g (recovered).",
+                ckpt.path if ckpt is not None else self.checkpointer.checkpoints_dir,
+                self.optimizer_step,
+                self.lr_warmup.done,
+                self.lr_warmup.steps,
+                self.lr_warmup.base_lr,
+            )
 
     def fit_batch(self, batch):
         """One training step (timed: data wait, warm-up); see :meth:`train_step`."""

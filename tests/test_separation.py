@@ -328,6 +328,26 @@ def test_lr_anneal_over_a_time_budget(brain):
         assert "lr_scale: 2.00e-01" in f.read()  # the epoch log shows the applied share of the rate
 
 
+@pytest.mark.parametrize("warmup_steps, done", [(2, 2), (10, 3)])
+def test_a_checkpoint_saved_without_warmup_resumes_with_one(tmp_path, caplog, warmup_steps, done):
+    # the paper's regime for an epoch (3 optimizer steps), then resumed with --lr_warmup_steps
+    brain = _fused_brain(tmp_path, False, checkpoints=True)
+    assert brain.lr_warmup is None
+    batch = PaddedBatch(_batch([400, 400]))
+    for _ in range(3):
+        brain.fit_batch(batch)
+    brain.hparams.epoch_counter.current = 1
+    brain.on_stage_end(sb.Stage.VALID, -10.0, 1)
+    with caplog.at_level(logging.WARNING, logger="spgm_lobes.separation"):
+        resumed = _fused_brain(tmp_path, False, checkpoints=True, lr_warmup_steps=warmup_steps)
+    assert resumed.hparams.epoch_counter.current == 1  # not set aside as incomplete: the run goes on
+    assert not (tmp_path / "out" / "save" / "incomplete").exists()
+    assert resumed.optimizer_step == 3 and resumed.lr_warmup.done == done  # as if warmed up from the first step
+    assert "has no lr_warmup.ckpt" in caplog.text and "3 optimizer steps" in caplog.text
+    resumed.fit_batch(batch)
+    assert _lr(resumed) == pytest.approx(resumed.hparams.lr * min(1.0, (done + 1) / warmup_steps))
+
+
 @pytest.mark.parametrize(
     "brain",
     [{"static_training_shapes": True, "training_signal_len": 600, "use_speedperturb": True}],

@@ -116,6 +116,16 @@ def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resu
     assert read_results(out)[-1]["snt_id"] == "avg"
 
 
+def test_a_run_resumed_with_a_warmup_continues_from_its_checkpoint(wsj0mix_corpus, tmp_path):
+    out = tmp_path / "out"
+    run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "2"))  # the paper's regime: no warm-up
+    proc = run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "3", "--lr_warmup_steps", "2"))
+    epochs = [line.split(",")[0] for line in (out / "train_log.txt").read_text().splitlines()]
+    assert [e for e in epochs if e.startswith("epoch:")] == ["epoch: 1", "epoch: 2", "epoch: 3"], epochs
+    assert not (out / "save" / "incomplete").exists()
+    assert "has no lr_warmup.ckpt" in proc.stdout + proc.stderr
+
+
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
