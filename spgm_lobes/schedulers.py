@@ -116,6 +116,7 @@ class LinearWarmup:
         self.loaded = True
 
 
+@register_checkpoint_hooks
 class BudgetAnneal:
     """Linear decay of the learning rate to zero over the last ``fraction`` of a time budget.
 
@@ -143,6 +144,10 @@ class BudgetAnneal:
     ...     factors.append(anneal.factor())
     >>> factors
     [1.0, 1.0, 1.0, 0.5, 0.0]
+
+    Its checkpoint holds the factor reached (the factor never rises again); the training time it
+    decays over is the counter's (:class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter` keeps it
+    across a resume).
     """
 
     def __init__(self, fraction, counter):
@@ -166,6 +171,22 @@ class BudgetAnneal:
         left = end - self.counter.training_seconds()
         self.last = min(self.last, max(0.0, min(1.0, left / (self.fraction * end))))
         return self.last
+
+    @mark_as_saver
+    def save(self, path):
+        """Checkpoint hook: writes the factor reached."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{self.last!r}\n")
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=None):
+        """Checkpoint hook: restores the factor reached."""
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            self.last = float(text)
+        except ValueError:
+            raise ValueError(f"{path}: not a learning-rate decay checkpoint: {text[:200]!r}") from None
 
 
 def _set_lr(optimizer, lr):

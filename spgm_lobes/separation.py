@@ -37,8 +37,9 @@ recipes and the SPGM/SepFormer papers do:
   then counted, and a run of them stopped, one step later; the LR warm-up and
   SpeechBrain's optimizer-step count include the skipped step);
 * checkpoints at each epoch end (and every ``ckpt_interval_minutes``), keeping
-  the best by validation SI-SNR; a killed run resumes with its epoch counter,
-  optimizer and learning-rate schedule;
+  the best by validation SI-SNR; a killed run resumes with its epoch counter
+  (a time budget's training time included), optimizer and learning-rate schedule
+  (warm-up and budget decay included; a checkpoint saved without them resumes too);
 * a test stage that writes per-utterance SI-SNR, SI-SNRi, SDR and SDRi to
   ``<output_folder>/test_results.csv`` (columns ``snt_id,sdr,sdr_i,si-snr,si-snr_i``
   and a final ``avg`` row), optionally with the estimated audio.
@@ -228,6 +229,8 @@ class SeparationBrain(sb.Brain):
         counter = self._hp("epoch_counter", None)
         if fraction and getattr(counter, "budget_s", None) is not None:
             self.lr_anneal = BudgetAnneal(fraction, counter)
+            if self.checkpointer is not None:  # optional: a checkpoint saved without the decay resumes
+                self.checkpointer.add_recoverable("lr_anneal", self.lr_anneal, optional_load=True)
             logger.info("The learning rate decays to zero over the last %g of the training time budget.", fraction)
         elif fraction:
             logger.info("lr_anneal_fraction %g has no effect: the epoch counter has no time budget.", fraction)

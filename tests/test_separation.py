@@ -314,6 +314,7 @@ def test_lr_anneal_over_a_time_budget(brain):
     brain.hparams.epoch_counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
     brain.init_optimizers()
     assert brain.lr_anneal is not None
+    assert brain.checkpointer.recoverables["lr_anneal"] is brain.lr_anneal  # a resumed run continues its decay
     next(brain.hparams.epoch_counter)
     batch = PaddedBatch(_batch([400, 400]))
     seen = []

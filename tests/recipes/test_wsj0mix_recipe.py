@@ -126,6 +126,15 @@ def test_a_run_resumed_with_a_warmup_continues_from_its_checkpoint(wsj0mix_corpu
     assert "has no lr_warmup.ckpt" in proc.stdout + proc.stderr
 
 
+def test_a_finished_budgeted_run_started_again_trains_no_more(wsj0mix_corpus, tmp_path):
+    out = tmp_path / "out"
+    budget = ["--epoch_counter", "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [5, 0]"]  # one epoch
+    for _ in range(2):
+        run(train_cmd(wsj0mix_corpus, out, *budget))
+    epochs = [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    assert len(epochs) == 1, epochs  # the second start recovered the spent budget
+
+
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
