@@ -184,6 +184,7 @@ class SeparationBrain(sb.Brain):
         device, resets counters."""
         super().on_fit_start()
         self._warmup_after_recovery()
+        self._stop_if_lr_floor_recovered()
         speed_perturb = self._hp("speed_perturb", None)
         if speed_perturb is not None:
             speed_perturb.device = self.device
@@ -241,6 +242,25 @@ class SeparationBrain(sb.Brain):
                 self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup, optional_load=True)
         if self.checkpointer is not None:
             run_on_main(set_aside_incomplete_checkpoints, kwargs={"checkpointer": self.checkpointer})
+
+    def _stop_epochs(self):
+        """Ends the epoch loop after the running epoch (SpeechBrain's ``EpochCounter`` or a
+        :class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter`: both stop at their limit). Only the
+        counter in memory changes: the checkpoints keep the real epoch."""
+        counter = self.hparams.epoch_counter
+        counter.current = max(counter.current, counter.limit)
+
+    def _stop_if_lr_floor_recovered(self):
+        """A run that stopped at the learning-rate floor, started again, trains no more: its recovered
+        rate is at the floor."""
+        scheduler = self._hp("lr_scheduler", None)
+        lr_min = getattr(scheduler, "lr_min", None)
+        if lr_min is None or self.optimizer is None or self._hp("epoch_counter", None) is None:
+            return
+        lr = self.lr_warmup.base_lr if self.lr_warmup is not None else self.optimizer.param_groups[0]["lr"]
+        if self.hparams.epoch_counter.current > 0 and lr_floor_reached(lr, lr_min):
+            logger.info("The recovered learning rate is at its floor (%g): training stops.", lr_min)
+            self._stop_epochs()
 
     def _warmup_after_recovery(self):
         """A recovered checkpoint without ``lr_warmup.ckpt`` was saved by a run without warm-up or LR
@@ -547,10 +567,10 @@ class SeparationBrain(sb.Brain):
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stage_stats,
             )
-            if lr_floor_reached(next_lr, scheduler.lr_min):
-                logger.info("Learning rate reached its floor (%g): training stops.", scheduler.lr_min)
-                self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_stats["si-snr"]}, min_keys=["si-snr"])
+            if lr_floor_reached(next_lr, scheduler.lr_min):  # after the save: the checkpoint holds this epoch
+                logger.info("Learning rate reached its floor (%g): training stops.", scheduler.lr_min)
+                self._stop_epochs()
         elif stage == sb.Stage.TEST:
             averages = self.write_test_results(self.test_rows)  # files written by the main process only
             self.hparams.train_logger.log_stats(  # a collective under DDP: every process calls it

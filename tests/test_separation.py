@@ -5,8 +5,10 @@ import logging
 import math
 
 import pytest
+import ruamel.yaml
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
@@ -54,16 +56,29 @@ def test_lr_halves_after_three_epochs_without_improvement(brain):
     assert _lr(brain) == pytest.approx(lr0 / 4)
 
 
-def test_training_stops_at_the_lr_floor(brain):
-    brain.hparams.epoch_counter.limit = 100
-    brain.hparams.epoch_counter.current = 1
+def _saved_epoch(brain):
+    state = yaml.safe_load((brain.checkpointer.find_checkpoint().path / "counter.ckpt").read_text())
+    return state if isinstance(state, int) else state["current"]  # EpochCounter / TimeBudgetEpochCounter
+
+
+@pytest.mark.parametrize("budget", [False, True])
+def test_training_stops_at_the_lr_floor(tmp_path, budget):
+    from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+
+    overrides = {"N_epochs": 100}
+    if budget:  # what --epoch_counter "!new:...TimeBudgetEpochCounter [100, 60]" gives (a tagged YAML node)
+        node = "epoch_counter: !new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [100, 60]"
+        overrides.update(ruamel.yaml.YAML().load(node))
+    brain = _fused_brain(tmp_path, False, checkpoints=True, **overrides)
+    assert isinstance(brain.hparams.epoch_counter, TimeBudgetEpochCounter) == budget
     for group in brain.optimizer.param_groups:
         group["lr"] = 1.5e-8
-    for epoch, loss in enumerate([-10.0, -9.0, -9.0, -9.0], start=1):
+    for epoch, loss in zip(brain.hparams.epoch_counter, [-10.0, -9.0, -9.0, -9.0, -9.0]):
         brain.on_stage_end(sb.Stage.VALID, loss, epoch)
-    assert _lr(brain) == pytest.approx(1e-8)
-    assert brain.hparams.epoch_counter.current == 100  # the epoch loop ends here
-    assert list(brain.hparams.epoch_counter) == []
+    assert epoch == 4 and _lr(brain) == pytest.approx(1e-8)  # the epoch loop ended at the floor
+    assert _saved_epoch(brain) == 4  # the checkpoint holds the real epoch
+    resumed = _fused_brain(tmp_path, False, checkpoints=True, **overrides)  # started again: trains no more
+    assert list(resumed.hparams.epoch_counter) == []
 
 
 def _batch(lengths, num_spks=2):
