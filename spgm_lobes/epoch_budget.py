@@ -29,17 +29,31 @@ the epoch, so a killed run resumes with the rest of its budget (the time between
 resume does not count) and a finished one, started again, trains no more. It reads the checkpoints
 of SpeechBrain's ``EpochCounter`` too (the epoch alone: no training time so far); SpeechBrain's
 ``EpochCounter`` cannot read its checkpoints.
+
+Under DDP every process has its own clock: the main process decides whether another epoch starts
+and the others follow (a broadcast at each epoch start), so that no process waits in a collective
+that the others never reach. The same broadcast gives every process the main process's
+:attr:`TimeBudgetEpochCounter.plan` for the epoch (its start, the seconds a training step takes and
+the expected end of training), from which :class:`spgm_lobes.schedulers.BudgetAnneal` computes the
+same learning rate on every process without a synchronisation at each step.
 """
 
 import logging
 import math
 import time
+from collections import namedtuple
 
 import yaml
+from speechbrain.utils import distributed
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.epoch_loop import EpochCounter
 
 logger = logging.getLogger(__name__)
+
+EpochPlan = namedtuple("EpochPlan", ["start_s", "step_s", "end_s"])
+EpochPlan.__doc__ = """The main process's view of the running epoch under DDP (:attr:`TimeBudgetEpochCounter.plan`):
+training seconds at its start, seconds per training step (of the last epoch that measured them, 0 before
+one has), expected training seconds at the end of training."""
 
 
 @register_checkpoint_hooks
@@ -114,12 +128,16 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._epoch_start_s = 0.0  # training seconds when the running epoch started
         self._epoch_before_s = 0.0  # seconds of the running epoch before this process (an intra-epoch resume)
         self._continue_epoch = False  # the next epoch is one a checkpoint was saved in: it goes on, unchecked
+        self._epoch_warmup_s = 0.0  # warm-up of the running epoch
+        self._step_s = 0.0  # seconds per training step, of the last epoch that measured them (note_train_steps)
         self.warmup_s = 0.0
+        self.plan = None  # an EpochPlan under DDP, the same on every process; None in a single process
 
     def note_warmup(self, seconds):
         """Records ``seconds`` of one-off warm-up (compilation) inside the running epoch: they
         count towards the budget, not towards the expected length of later epochs."""
         self.warmup_s += float(seconds)
+        self._epoch_warmup_s += float(seconds)
         self._epoch_excluded_s += float(seconds)
         logger.info("Warm-up (compilation, first step) took %.1f s; not expected of later epochs.", seconds)
 
@@ -128,6 +146,28 @@ class TimeBudgetEpochCounter(EpochCounter):
         neither towards the budget nor towards the epoch length."""
         self._excluded_s += float(seconds)
         self._epoch_excluded_s += float(seconds)
+
+    def note_train_steps(self, steps, seconds):
+        """Records that the running epoch's training stage made ``steps`` steps in ``seconds`` (its
+        warm-up included: left out here), for the seconds per step of :attr:`plan`.
+
+        Example
+        -------
+        >>> counter = TimeBudgetEpochCounter(limit=3, minutes=10)
+        >>> _ = next(counter)
+        >>> counter.note_warmup(30.0)  # the first step compiled
+        >>> counter.note_train_steps(11, 80.0)
+        >>> counter.seconds_per_step()
+        5.0
+        """
+        warmup = self._epoch_warmup_s
+        steps = int(steps) - (1 if warmup > 0 else 0)  # the warm-up is the first step's
+        if steps > 0:
+            self._step_s = max(0.0, float(seconds) - warmup) / steps
+
+    def seconds_per_step(self):
+        """Seconds per training step, of the last epoch that measured them (0 before one has)."""
+        return self._step_s
 
     def training_seconds(self):
         """Training time so far: wall-clock since the first epoch started, less excluded time (and
@@ -193,14 +233,20 @@ class TimeBudgetEpochCounter(EpochCounter):
             self._epoch_lengths_s.append(self._running_epoch_seconds())
             self._epoch_before_s = 0.0
         self._last = now
-        self._epoch_excluded_s = 0.0
+        self._epoch_excluded_s = self._epoch_warmup_s = 0.0
+        elapsed = self.training_seconds()
+        epoch_s = self.expected_epoch_seconds()
         if self._continue_epoch:  # started before the checkpoint it resumes from (within the budget then)
             self._continue_epoch = False
-            return super().__next__()
-        elapsed = self.training_seconds()
-        self._epoch_start_s = elapsed
-        epoch_s = self.expected_epoch_seconds()
-        if self.budget_s is not None and epoch_s > 0 and elapsed + epoch_s > self.budget_s:
+            stop = False
+        else:
+            self._epoch_start_s = elapsed
+            stop = self.budget_s is not None and epoch_s > 0 and elapsed + epoch_s > self.budget_s
+        if self.budget_s is not None and distributed.is_distributed_initialized():  # the main process decides
+            plan = EpochPlan(self._epoch_start_s, self._step_s, self.expected_end_seconds())
+            stop, self.plan = distributed.ddp_broadcast((stop, plan))
+            self._epoch_start_s = self.plan.start_s
+        if stop:
             logger.info(
                 "Time budget of %.1f min: stopping after %.1f min of training (epochs take up to %.1f min; "
                 "warm-up %.1f min).",
@@ -221,6 +267,7 @@ class TimeBudgetEpochCounter(EpochCounter):
             "running_epoch_s": self._running_epoch_seconds(),
             "epoch_start_s": self._epoch_start_s,
             "warmup_s": self.warmup_s,
+            "step_s": self._step_s,
         }
         with open(path, "w", encoding="utf-8") as fo:
             yaml.safe_dump({k: v if k == "current" else _plain(v) for k, v in state.items()}, fo)
@@ -248,6 +295,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._resumed_s = float(state["training_s"])
         self._epoch_lengths_s = [float(x) for x in state["epoch_lengths_s"]]
         self.warmup_s = float(state.get("warmup_s", 0.0))
+        self._step_s = float(state.get("step_s", 0.0))
         running_s = float(state.get("running_epoch_s", 0.0))
         if end_of_epoch:
             self.current = int(state["current"])

@@ -162,13 +162,31 @@ class BudgetAnneal:
         self.counter = counter
         self.last = 1.0
 
-    def factor(self):
-        """The share of the rate to apply now (1 before the decay, 0 at the expected end)."""
-        end = self.counter.expected_end_seconds()
+    def factor(self, step=None):
+        """The share of the rate to apply now (1 before the decay, 0 at the expected end).
+
+        Under DDP, with ``step`` (the training step within the epoch), the training time is that of the
+        counter's :attr:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter.plan`, the same on every process
+        (the epoch's start plus ``step`` steps of the measured length), so that every process applies the
+        same rate without a synchronisation at each step; in a single process, the counter's clock.
+
+        Example
+        -------
+        >>> from spgm_lobes.epoch_budget import EpochPlan, TimeBudgetEpochCounter
+        >>> counter = TimeBudgetEpochCounter(limit=100, minutes=10)
+        >>> counter.plan = EpochPlan(start_s=400.0, step_s=2.0, end_s=600.0)  # what DDP processes receive
+        >>> BudgetAnneal(0.5, counter).factor(step=25)  # at 450 s: 150 s left of the 300 decaying
+        0.5
+        """
+        plan = getattr(self.counter, "plan", None)
+        if plan is not None and step is not None:
+            end, now = plan.end_s, plan.start_s + step * plan.step_s
+        else:
+            end, now = self.counter.expected_end_seconds(), None
         if end <= 0.0:  # a zero budget (``--minutes 0``, a smoke run): the decay is already over
             self.last = 0.0
             return self.last
-        left = end - self.counter.training_seconds()
+        left = end - (self.counter.training_seconds() if now is None else now)
         self.last = min(self.last, max(0.0, min(1.0, left / (self.fraction * end))))
         return self.last
 

@@ -122,6 +122,7 @@ class SeparationBrain(sb.Brain):
     _bad_since_step = None  # deferred checks: 1.0 on the device when a micro-batch since the last step was bad
     _last_step_end = None  # time.perf_counter() at the end of the last training step
     _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
+    _epoch_steps = 0  # training steps of this epoch in this process (self.step counts those before a resume too)
 
     # ------------------------------------------------------------------ model
     def separate(self, mix):
@@ -214,6 +215,7 @@ class SeparationBrain(sb.Brain):
             if hasattr(self, "train_set_with_epoch"):
                 self.train_set_with_epoch.set_epoch(epoch)
             self._data_wait_s = self._step_s = 0.0
+            self._epoch_steps = 0
             self._last_step_end = time.perf_counter()
             self._bad_since_step = None  # SpeechBrain cleared the gradients of an unfinished accumulation
         if stage == sb.Stage.TEST:
@@ -302,6 +304,7 @@ class SeparationBrain(sb.Brain):
             if note_warmup is not None:
                 note_warmup(end - start)
         self._step_s += end - start
+        self._epoch_steps += 1
         self._last_step_end = end
         return loss
 
@@ -343,7 +346,8 @@ class SeparationBrain(sb.Brain):
     def _warm_up_lr(self):
         """Sets the rate of the coming optimizer step (warm-up, budget decay)."""
         if self.lr_warmup is not None:
-            self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
+            # the step within the epoch: under DDP, the decay is a function of it (the same on every process)
+            self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor(self.step) if self.lr_anneal else 1.0)
 
     def _settle_step(self, good, learnable, value):
         """Counts a step by its checks (a bad one as skipped, stopping after too many in a row); returns
@@ -550,6 +554,9 @@ class SeparationBrain(sb.Brain):
             busy = self._data_wait_s + self._step_s
             if busy > 0:
                 self.train_stats["data_wait"] = round(self._data_wait_s / busy, 3)
+            note_steps = getattr(self._hp("epoch_counter", None), "note_train_steps", None)
+            if note_steps is not None:  # the seconds per step of the next epoch's plan (DDP)
+                note_steps(self._epoch_steps, busy)
         elif stage == sb.Stage.VALID:
             scheduler = self.hparams.lr_scheduler
             if self.lr_warmup is not None:  # the epoch-level scheduler halves the base rate, not a warm-up step's

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from speechbrain.utils import distributed
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.epoch_loop import EpochCounter
 
@@ -194,3 +195,45 @@ def test_an_unreadable_counter_checkpoint_names_the_file(tmp_path):
     path.write_text("not: [a counter", encoding="utf-8")
     with pytest.raises(ValueError, match="counter.ckpt"):
         TimeBudgetEpochCounter(limit=10)._recover(path)
+
+
+class TwoRanks:
+    """DDP broadcasts of two processes run one after the other: rank 0's call sends, rank 1's receives."""
+
+    def __init__(self):
+        self.rank, self.sent = 0, []
+
+    def broadcast(self, obj, src=0):
+        if self.rank == src:
+            self.sent.append(obj)
+            return obj
+        return self.sent.pop(0)
+
+
+def test_under_ddp_every_process_follows_the_main_process(monkeypatch):
+    from spgm_lobes.schedulers import BudgetAnneal
+
+    ranks = TwoRanks()
+    monkeypatch.setattr(distributed, "is_distributed_initialized", lambda: True)
+    monkeypatch.setattr(distributed, "ddp_broadcast", ranks.broadcast)
+    clocks = [Clock(), Clock()]
+    counters = [TimeBudgetEpochCounter(limit=100, minutes=6, clock=clock) for clock in clocks]
+    anneals = [BudgetAnneal(0.5, counter) for counter in counters]
+    epochs = 0
+    while True:
+        started = []
+        for rank in (0, 1):
+            ranks.rank = rank
+            started.append(next(counters[rank], None))
+        assert started[0] == started[1]  # one process alone in another epoch would wait forever
+        if started[0] is None:
+            break
+        epochs += 1
+        assert counters[0].plan == counters[1].plan
+        for step in (1, 5, 10):  # the same learning rate on both, whatever their clocks say
+            assert anneals[0].factor(step) == anneals[1].factor(step)
+        for rank, epoch_s in ((0, 40.0), (1, 41.0)):  # rank 1 measures its epochs 1 s longer
+            counters[rank].note_train_steps(10, epoch_s - 4.0)
+            clocks[rank].now += epoch_s
+    assert epochs == 9  # rank 0's view: 9 x 40 s = 360 s (rank 1 alone would have stopped after 8)
+    assert counters[1].plan.step_s == 3.6  # rank 0's 36 s of steps / 10

@@ -147,3 +147,16 @@ def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     ids = [r["snt_id"] for r in rows[:-1]]
     assert ids == ["tt_000", "tt_001", "tt_002"]  # written once, by the main process
     assert len((out / "train_log.txt").read_text().splitlines()) == 3
+
+
+def test_ddp_two_cpu_processes_with_a_time_budget_and_its_decay(wsj0mix_corpus, tmp_path):
+    # rank 1's clock runs 1000 times faster: alone it would stop after an epoch while rank 0 goes on (and
+    # waits for it forever); the main process decides each epoch start and plans the decay for both
+    out = tmp_path / "out"
+    counter = "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [3, 1, !name:csv_writes.rank_skewed_clock ]"
+    budget = ["--epoch_counter", counter]
+    script, *args = train_cmd(wsj0mix_corpus, out, *budget, "--lr_anneal_fraction", "0.5")[1:]
+    run_two_process_ddp(script, args, out, tmp_path / "writes", RECIPE_DIR, ENV)
+    epochs = [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    assert len(epochs) == 3 and all("lr_scale" in line for line in epochs), epochs
+    assert read_results(out)[-1]["snt_id"] == "avg"
