@@ -8,6 +8,12 @@ moves such folders to ``<save>/incomplete/`` (nothing is deleted) so that Speech
 recovers the newest complete checkpoint instead; the older checkpoints are still
 there because SpeechBrain deletes them only after a save has finished.
 
+A checkpoint without the file of an *optional* recoverable (one SpeechBrain's recovery
+does without: registered with ``optional_load=True``, a ``dataloader-*`` one, or any
+with ``allow_partial_load``) is complete: it was saved by a run without that component
+(e.g. a run resumed with a learning-rate warm-up that the first run did not have), and
+setting it aside would restart the training from its first epoch.
+
 Example
 -------
 >>> import tempfile, torch
@@ -39,10 +45,10 @@ INCOMPLETE_DIR = "incomplete"
 def checkpoint_problem(ckpt_dir, names):
     """Says why the checkpoint folder ``ckpt_dir`` cannot be recovered, or returns None.
 
-    ``names`` are the recoverables expected in it (``<name>.ckpt`` each); every
-    ``.ckpt`` file in it is checked as well. A file is unusable when it is missing,
-    empty, or a torch zip archive without its central directory (``torch.save``
-    writes that last, so a cut-short file lacks it).
+    ``names`` are the recoverables every checkpoint must hold (``<name>.ckpt`` each:
+    :func:`required_recoverables`); every ``.ckpt`` file in it is checked as well. A file
+    is unusable when it is missing, empty, or a torch zip archive without its central
+    directory (``torch.save`` writes that last, so a cut-short file lacks it).
     """
     ckpt_dir = Path(ckpt_dir)
     meta = ckpt_dir / "CKPT.yaml"
@@ -95,9 +101,33 @@ def latest_complete_checkpoint(save_dir, names):
     return max(complete)[2] if complete else None
 
 
+def required_recoverables(checkpointer):
+    """The names of the recoverables of ``checkpointer`` that SpeechBrain's recovery cannot do
+    without (it raises when one has no file): not those registered with ``optional_load=True``
+    (SpeechBrain's gradient scaler, the learning-rate warm-up of
+    :class:`~spgm_lobes.separation.SeparationBrain`), nor ``dataloader-*`` ones, nor any when
+    the checkpointer has ``allow_partial_load``. A checkpoint may lack the others' files: it was
+    saved by a run without that component.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> ckpt = Checkpointer(tempfile.mkdtemp(), recoverables={"model": torch.nn.Linear(2, 2)})
+    >>> ckpt.add_recoverable("extra", torch.nn.Linear(2, 2), optional_load=True)
+    >>> required_recoverables(ckpt)
+    ['model']
+    """
+    if checkpointer.allow_partial_load:
+        return []
+    optional = getattr(checkpointer, "optional_recoverables", {})
+    return [name for name in checkpointer.recoverables if not optional.get(name) and "dataloader" not in name]
+
+
 def set_aside_incomplete_checkpoints(checkpointer):
     """Moves the checkpoints of ``checkpointer`` that cannot be recovered to
-    ``<checkpoints_dir>/incomplete/`` with a warning; returns their new paths.
+    ``<checkpoints_dir>/incomplete/`` with a warning; returns their new paths. A checkpoint
+    without the file of an optional recoverable stays (:func:`required_recoverables`).
 
     Call it on the main process once every recoverable is registered and before
     recovering (``SeparationBrain.init_optimizers`` does).
@@ -106,10 +136,11 @@ def set_aside_incomplete_checkpoints(checkpointer):
     moved = []
     if not save.is_dir():
         return moved
+    required = required_recoverables(checkpointer)
     for ckpt_dir in sorted(save.glob("CKPT+*")):
         if not ckpt_dir.is_dir():
             continue
-        problem = checkpoint_problem(ckpt_dir, checkpointer.recoverables)
+        problem = checkpoint_problem(ckpt_dir, required)
         if problem is None:
             continue
         target = save / INCOMPLETE_DIR / ckpt_dir.name

@@ -54,6 +54,7 @@ class LinearWarmup:
         self.base_lr = float(base_lr)
         self.done = 0
         self.last_lr = None  # the rate the last step was given (the optimizer holds the base rate between epochs)
+        self.loaded = False  # restored from a checkpoint (:meth:`load`)
 
     @property
     def active(self):
@@ -84,6 +85,22 @@ class LinearWarmup:
         if not self.active:
             update_learning_rate(optimizer, self.base_lr)
 
+    def resume_without_state(self, optimizer_steps, base_lr):
+        """Takes up a run recovered from a checkpoint that has no warm-up state (saved by a run without
+        warm-up or learning-rate decay): the warm-up continues as if it had run since the first of the
+        run's ``optimizer_steps`` (done already after as many steps as it has), towards the recovered rate
+        ``base_lr``.
+
+        Example
+        -------
+        >>> warmup = LinearWarmup(steps=400, base_lr=1e-3)
+        >>> warmup.resume_without_state(optimizer_steps=1000, base_lr=5e-4)
+        >>> warmup.active, warmup.base_lr
+        (False, 0.0005)
+        """
+        self.done = min(self.steps, int(optimizer_steps))
+        self.base_lr = float(base_lr)
+
     @mark_as_saver
     def save(self, path):
         """Checkpoint hook: writes the warm-up state."""
@@ -96,8 +113,10 @@ class LinearWarmup:
         with open(path, encoding="utf-8") as f:
             steps, done, base_lr = f.read().split()
         self.steps, self.done, self.base_lr = int(steps), int(done), float(base_lr)
+        self.loaded = True
 
 
+@register_checkpoint_hooks
 class BudgetAnneal:
     """Linear decay of the learning rate to zero over the last ``fraction`` of a time budget.
 
@@ -125,6 +144,10 @@ class BudgetAnneal:
     ...     factors.append(anneal.factor())
     >>> factors
     [1.0, 1.0, 1.0, 0.5, 0.0]
+
+    Its checkpoint holds the factor reached (the factor never rises again); the training time it
+    decays over is the counter's (:class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter` keeps it
+    across a resume).
     """
 
     def __init__(self, fraction, counter):
@@ -139,15 +162,49 @@ class BudgetAnneal:
         self.counter = counter
         self.last = 1.0
 
-    def factor(self):
-        """The share of the rate to apply now (1 before the decay, 0 at the expected end)."""
-        end = self.counter.expected_end_seconds()
+    def factor(self, step=None):
+        """The share of the rate to apply now (1 before the decay, 0 at the expected end).
+
+        Under DDP, with ``step`` (the training step within the epoch), the training time is that of the
+        counter's :attr:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter.plan`, the same on every process
+        (the epoch's start plus ``step`` steps of the measured length), so that every process applies the
+        same rate without a synchronisation at each step; in a single process, the counter's clock.
+
+        Example
+        -------
+        >>> from spgm_lobes.epoch_budget import EpochPlan, TimeBudgetEpochCounter
+        >>> counter = TimeBudgetEpochCounter(limit=100, minutes=10)
+        >>> counter.plan = EpochPlan(start_s=400.0, step_s=2.0, end_s=600.0)  # what DDP processes receive
+        >>> BudgetAnneal(0.5, counter).factor(step=25)  # at 450 s: 150 s left of the 300 decaying
+        0.5
+        """
+        plan = getattr(self.counter, "plan", None)
+        if plan is not None and step is not None:
+            end, now = plan.end_s, plan.start_s + step * plan.step_s
+        else:
+            end, now = self.counter.expected_end_seconds(), None
         if end <= 0.0:  # a zero budget (``--minutes 0``, a smoke run): the decay is already over
             self.last = 0.0
             return self.last
-        left = end - self.counter.training_seconds()
+        left = end - (self.counter.training_seconds() if now is None else now)
         self.last = min(self.last, max(0.0, min(1.0, left / (self.fraction * end))))
         return self.last
+
+    @mark_as_saver
+    def save(self, path):
+        """Checkpoint hook: writes the factor reached."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{self.last!r}\n")
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=None):
+        """Checkpoint hook: restores the factor reached."""
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            self.last = float(text)
+        except ValueError:
+            raise ValueError(f"{path}: not a learning-rate decay checkpoint: {text[:200]!r}") from None
 
 
 def _set_lr(optimizer, lr):

@@ -39,8 +39,9 @@ recipes and the SPGM/SepFormer papers do:
 * the training set is read in a new random order every epoch (seeded; see
   :meth:`SeparationBrain.make_dataloader`), on one process as under DDP;
 * checkpoints at each epoch end (and every ``ckpt_interval_minutes``), keeping
-  the best by validation SI-SNR; a killed run resumes with its epoch counter,
-  optimizer and learning-rate schedule;
+  the best by validation SI-SNR; a killed run resumes with its epoch counter
+  (a time budget's training time included), optimizer and learning-rate schedule
+  (warm-up and budget decay included; a checkpoint saved without them resumes too);
 * a test stage that writes per-utterance SI-SNR, SI-SNRi, SDR and SDRi to
   ``<output_folder>/test_results.csv`` (columns ``snt_id,sdr,sdr_i,si-snr,si-snr_i``
   and a final ``avg`` row), optionally with the estimated audio.
@@ -123,6 +124,7 @@ class SeparationBrain(sb.Brain):
     _bad_since_step = None  # deferred checks: 1.0 on the device when a micro-batch since the last step was bad
     _last_step_end = None  # time.perf_counter() at the end of the last training step
     _data_wait_s = _step_s = 0.0  # this epoch's time waiting for batches / in training steps
+    _epoch_steps = 0  # training steps of this epoch in this process (self.step counts those before a resume too)
 
     # ------------------------------------------------------------------ model
     def separate(self, mix):
@@ -181,8 +183,11 @@ class SeparationBrain(sb.Brain):
         return getattr(self.hparams, name, default) if self.hparams is not None else default
 
     def on_fit_start(self):
-        """Moves the speed perturbation to the training device, resets counters."""
+        """Recovers the newest checkpoint (SpeechBrain), moves the speed perturbation to the training
+        device, resets counters."""
         super().on_fit_start()
+        self._warmup_after_recovery()
+        self._stop_if_lr_floor_recovered()
         speed_perturb = self._hp("speed_perturb", None)
         if speed_perturb is not None:
             speed_perturb.device = self.device
@@ -212,6 +217,7 @@ class SeparationBrain(sb.Brain):
             if hasattr(self, "train_set_with_epoch"):
                 self.train_set_with_epoch.set_epoch(epoch)
             self._data_wait_s = self._step_s = 0.0
+            self._epoch_steps = 0
             self._last_step_end = time.perf_counter()
             self._bad_since_step = None  # SpeechBrain cleared the gradients of an unfinished accumulation
         if stage == sb.Stage.TEST:
@@ -228,15 +234,57 @@ class SeparationBrain(sb.Brain):
         counter = self._hp("epoch_counter", None)
         if fraction and getattr(counter, "budget_s", None) is not None:
             self.lr_anneal = BudgetAnneal(fraction, counter)
+            if self.checkpointer is not None:  # optional: a checkpoint saved without the decay resumes
+                self.checkpointer.add_recoverable("lr_anneal", self.lr_anneal, optional_load=True)
             logger.info("The learning rate decays to zero over the last %g of the training time budget.", fraction)
         elif fraction:
             logger.info("lr_anneal_fraction %g has no effect: the epoch counter has no time budget.", fraction)
         if (self._hp("lr_warmup_steps", 0) or self.lr_anneal) and self.optimizer is not None:
             self.lr_warmup = LinearWarmup(self._hp("lr_warmup_steps", 0), self.optimizer.param_groups[0]["lr"])
-            if self.checkpointer is not None and "lr_warmup" not in self.checkpointer.recoverables:
-                self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup)
+            if self.checkpointer is not None:  # replaces the one of an earlier call
+                # optional: a checkpoint of a run without warm-up or decay resumes (see _warmup_after_recovery)
+                self.checkpointer.add_recoverable("lr_warmup", self.lr_warmup, optional_load=True)
         if self.checkpointer is not None:
             run_on_main(set_aside_incomplete_checkpoints, kwargs={"checkpointer": self.checkpointer})
+
+    def _stop_epochs(self):
+        """Ends the epoch loop after the running epoch (SpeechBrain's ``EpochCounter`` or a
+        :class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter`: both stop at their limit). Only the
+        counter in memory changes: the checkpoints keep the real epoch."""
+        counter = self.hparams.epoch_counter
+        counter.current = max(counter.current, counter.limit)
+
+    def _stop_if_lr_floor_recovered(self):
+        """A run that stopped at the learning-rate floor, started again, trains no more: its recovered
+        rate is at the floor."""
+        scheduler = self._hp("lr_scheduler", None)
+        lr_min = getattr(scheduler, "lr_min", None)
+        if lr_min is None or self.optimizer is None or self._hp("epoch_counter", None) is None:
+            return
+        lr = self.lr_warmup.base_lr if self.lr_warmup is not None else self.optimizer.param_groups[0]["lr"]
+        if self.hparams.epoch_counter.current > 0 and lr_floor_reached(lr, lr_min):
+            logger.info("The recovered learning rate is at its floor (%g): training stops.", lr_min)
+            self._stop_epochs()
+
+    def _warmup_after_recovery(self):
+        """A recovered checkpoint without ``lr_warmup.ckpt`` was saved by a run without warm-up or LR
+        decay (e.g. the paper's regime, resumed with ``--lr_warmup_steps`` or ``--regime fast``): the
+        warm-up continues as if it had run since the first step (:meth:`LinearWarmup.resume_without_state`:
+        done after as many optimizer steps), towards the recovered learning rate."""
+        if self.lr_warmup is None or self.lr_warmup.loaded:
+            return
+        self.lr_warmup.resume_without_state(self.optimizer_step, self.optimizer.param_groups[0]["lr"])
+        if self.optimizer_step > 0 and self.checkpointer is not None:
+            ckpt = self.checkpointer.find_checkpoint()
+            logger.warning(
+                "Checkpoint %s has no lr_warmup.ckpt (saved without a learning-rate warm-up or decay): after its "
+                "%d optimizer steps, %d of the %d warm-up steps count as done; base learning rate %g (recovered).",
+                ckpt.path if ckpt is not None else self.checkpointer.checkpoints_dir,
+                self.optimizer_step,
+                self.lr_warmup.done,
+                self.lr_warmup.steps,
+                self.lr_warmup.base_lr,
+            )
 
     def fit_batch(self, batch):
         """One training step (timed: data wait, warm-up); see :meth:`train_step`."""
@@ -258,6 +306,7 @@ class SeparationBrain(sb.Brain):
             if note_warmup is not None:
                 note_warmup(end - start)
         self._step_s += end - start
+        self._epoch_steps += 1
         self._last_step_end = end
         return loss
 
@@ -299,7 +348,8 @@ class SeparationBrain(sb.Brain):
     def _warm_up_lr(self):
         """Sets the rate of the coming optimizer step (warm-up, budget decay)."""
         if self.lr_warmup is not None:
-            self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor() if self.lr_anneal else 1.0)
+            # the step within the epoch: under DDP, the decay is a function of it (the same on every process)
+            self.lr_warmup.before_step(self.optimizer, self.lr_anneal.factor(self.step) if self.lr_anneal else 1.0)
 
     def _settle_step(self, good, learnable, value):
         """Counts a step by its checks (a bad one as skipped, stopping after too many in a row); returns
@@ -520,6 +570,9 @@ class SeparationBrain(sb.Brain):
             busy = self._data_wait_s + self._step_s
             if busy > 0:
                 self.train_stats["data_wait"] = round(self._data_wait_s / busy, 3)
+            note_steps = getattr(self._hp("epoch_counter", None), "note_train_steps", None)
+            if note_steps is not None:  # the seconds per step of the next epoch's plan (DDP)
+                note_steps(self._epoch_steps, busy)
         elif stage == sb.Stage.VALID:
             scheduler = self.hparams.lr_scheduler
             if self.lr_warmup is not None:  # the epoch-level scheduler halves the base rate, not a warm-up step's
@@ -537,10 +590,10 @@ class SeparationBrain(sb.Brain):
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stage_stats,
             )
-            if lr_floor_reached(next_lr, scheduler.lr_min):
-                logger.info("Learning rate reached its floor (%g): training stops.", scheduler.lr_min)
-                self.hparams.epoch_counter.current = self.hparams.epoch_counter.limit
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_stats["si-snr"]}, min_keys=["si-snr"])
+            if lr_floor_reached(next_lr, scheduler.lr_min):  # after the save: the checkpoint holds this epoch
+                logger.info("Learning rate reached its floor (%g): training stops.", scheduler.lr_min)
+                self._stop_epochs()
         elif stage == sb.Stage.TEST:
             averages = self.write_test_results(self.test_rows)  # files written by the main process only
             self.hparams.train_logger.log_stats(  # a collective under DDP: every process calls it

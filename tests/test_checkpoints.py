@@ -3,7 +3,7 @@
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
-from spgm_lobes.checkpoints import checkpoint_problem, set_aside_incomplete_checkpoints
+from spgm_lobes.checkpoints import checkpoint_problem, required_recoverables, set_aside_incomplete_checkpoints
 
 
 def _checkpointer(save):
@@ -55,3 +55,19 @@ def test_a_missing_save_folder_is_fine(tmp_path):
     ckpt = _checkpointer(tmp_path / "save")
     (tmp_path / "save").rmdir()
     assert set_aside_incomplete_checkpoints(ckpt) == []
+
+
+def test_a_checkpoint_without_an_optional_recoverable_stays_and_recovers(tmp_path):
+    # saved by a run without a component that the resumed run has (a warm-up, a gradient scaler)
+    saved = _checkpointer(tmp_path).save_checkpoint(name="paper").path
+    ckpt = _checkpointer(tmp_path)
+    ckpt.add_recoverable("lr_warmup", torch.nn.Linear(1, 1), optional_load=True)
+    assert checkpoint_problem(saved, required_recoverables(ckpt)) is None
+    assert set_aside_incomplete_checkpoints(ckpt) == []
+    assert ckpt.recover_if_possible().path == saved
+    # its file, when there, is still checked; a required one still has to be there
+    cut = ckpt.save_checkpoint(name="cut").path
+    (cut / "lr_warmup.ckpt").write_bytes(b"")
+    missing = ckpt.save_checkpoint(name="missing").path
+    (missing / "model.ckpt").unlink()
+    assert sorted(p.name for p in set_aside_incomplete_checkpoints(ckpt)) == ["CKPT+cut", "CKPT+missing"]

@@ -4,6 +4,7 @@ decays the rate to zero at the expected end of a time-budgeted run, on top of bo
 import pytest
 import torch
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
+from speechbrain.utils.checkpoints import Checkpointer
 
 from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
 from spgm_lobes.schedulers import BudgetAnneal, LinearWarmup
@@ -155,3 +156,44 @@ def test_anneal_with_a_zero_budget_is_already_over():
     assert anneal.factor() == 0.0
     with pytest.raises(StopIteration):
         next(counter)
+
+
+def _budgeted(clock, save):
+    counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=clock)
+    anneal = BudgetAnneal(0.5, counter)
+    return counter, anneal, Checkpointer(save, {"counter": counter, "lr_anneal": anneal})
+
+
+def test_anneal_continues_where_it_stopped_after_a_resume(tmp_path):
+    clock = Clock()
+    counter, anneal, ckpt = _budgeted(clock, tmp_path)
+    for epoch in counter:  # 100-s epochs; killed after the fourth one's checkpoint
+        clock.now += 100.0
+        anneal.factor()
+        ckpt.save_checkpoint()
+        if epoch == 4:
+            break
+    before = anneal.factor()
+    assert before == pytest.approx(200.0 / 300.0)  # 200 s left of the 600 expected, decaying over 300
+    clock.now += 3600.0  # down for an hour
+    counter, anneal, ckpt = _budgeted(clock, tmp_path)
+    ckpt.recover_if_possible()
+    assert next(counter) == 5
+    assert anneal.factor() == pytest.approx(before)
+    clock.now += 50.0
+    assert anneal.factor() == pytest.approx(150.0 / 300.0)
+
+
+def test_anneal_factor_survives_a_checkpoint(tmp_path):
+    clock = Clock()
+    counter, anneal, ckpt = _budgeted(clock, tmp_path)
+    next(counter)
+    anneal.last = 0.25  # reached under an earlier, shorter estimate of the end
+    ckpt.save_checkpoint()
+    counter, anneal, ckpt = _budgeted(clock, tmp_path)
+    ckpt.recover_if_possible()
+    next(counter)
+    assert anneal.factor() == 0.25  # never rises again
+    (tmp_path / "broken.ckpt").write_text("x")
+    with pytest.raises(ValueError, match="broken.ckpt"):
+        anneal.load(tmp_path / "broken.ckpt")

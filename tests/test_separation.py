@@ -5,8 +5,10 @@ import logging
 import math
 
 import pytest
+import ruamel.yaml
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
@@ -54,16 +56,29 @@ def test_lr_halves_after_three_epochs_without_improvement(brain):
     assert _lr(brain) == pytest.approx(lr0 / 4)
 
 
-def test_training_stops_at_the_lr_floor(brain):
-    brain.hparams.epoch_counter.limit = 100
-    brain.hparams.epoch_counter.current = 1
+def _saved_epoch(brain):
+    state = yaml.safe_load((brain.checkpointer.find_checkpoint().path / "counter.ckpt").read_text())
+    return state if isinstance(state, int) else state["current"]  # EpochCounter / TimeBudgetEpochCounter
+
+
+@pytest.mark.parametrize("budget", [False, True])
+def test_training_stops_at_the_lr_floor(tmp_path, budget):
+    from spgm_lobes.epoch_budget import TimeBudgetEpochCounter
+
+    overrides = {"N_epochs": 100}
+    if budget:  # what --epoch_counter "!new:...TimeBudgetEpochCounter [100, 60]" gives (a tagged YAML node)
+        node = "epoch_counter: !new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [100, 60]"
+        overrides.update(ruamel.yaml.YAML().load(node))
+    brain = _fused_brain(tmp_path, False, checkpoints=True, **overrides)
+    assert isinstance(brain.hparams.epoch_counter, TimeBudgetEpochCounter) == budget
     for group in brain.optimizer.param_groups:
         group["lr"] = 1.5e-8
-    for epoch, loss in enumerate([-10.0, -9.0, -9.0, -9.0], start=1):
+    for epoch, loss in zip(brain.hparams.epoch_counter, [-10.0, -9.0, -9.0, -9.0, -9.0]):
         brain.on_stage_end(sb.Stage.VALID, loss, epoch)
-    assert _lr(brain) == pytest.approx(1e-8)
-    assert brain.hparams.epoch_counter.current == 100  # the epoch loop ends here
-    assert list(brain.hparams.epoch_counter) == []
+    assert epoch == 4 and _lr(brain) == pytest.approx(1e-8)  # the epoch loop ended at the floor
+    assert _saved_epoch(brain) == 4  # the checkpoint holds the real epoch
+    resumed = _fused_brain(tmp_path, False, checkpoints=True, **overrides)  # started again: trains no more
+    assert list(resumed.hparams.epoch_counter) == []
 
 
 def _batch(lengths, num_spks=2):
@@ -314,6 +329,7 @@ def test_lr_anneal_over_a_time_budget(brain):
     brain.hparams.epoch_counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=lambda: now[0])
     brain.init_optimizers()
     assert brain.lr_anneal is not None
+    assert brain.checkpointer.recoverables["lr_anneal"] is brain.lr_anneal  # a resumed run continues its decay
     next(brain.hparams.epoch_counter)
     batch = PaddedBatch(_batch([400, 400]))
     seen = []
@@ -326,6 +342,26 @@ def test_lr_anneal_over_a_time_budget(brain):
     brain.on_stage_end(sb.Stage.VALID, -10.0, 1)
     with open(brain.hparams.train_log) as f:
         assert "lr_scale: 2.00e-01" in f.read()  # the epoch log shows the applied share of the rate
+
+
+@pytest.mark.parametrize("warmup_steps, done", [(2, 2), (10, 3)])
+def test_a_checkpoint_saved_without_warmup_resumes_with_one(tmp_path, caplog, warmup_steps, done):
+    # the paper's regime for an epoch (3 optimizer steps), then resumed with --lr_warmup_steps
+    brain = _fused_brain(tmp_path, False, checkpoints=True)
+    assert brain.lr_warmup is None
+    batch = PaddedBatch(_batch([400, 400]))
+    for _ in range(3):
+        brain.fit_batch(batch)
+    brain.hparams.epoch_counter.current = 1
+    brain.on_stage_end(sb.Stage.VALID, -10.0, 1)
+    with caplog.at_level(logging.WARNING, logger="spgm_lobes.separation"):
+        resumed = _fused_brain(tmp_path, False, checkpoints=True, lr_warmup_steps=warmup_steps)
+    assert resumed.hparams.epoch_counter.current == 1  # not set aside as incomplete: the run goes on
+    assert not (tmp_path / "out" / "save" / "incomplete").exists()
+    assert resumed.optimizer_step == 3 and resumed.lr_warmup.done == done  # as if warmed up from the first step
+    assert "has no lr_warmup.ckpt" in caplog.text and "3 optimizer steps" in caplog.text
+    resumed.fit_batch(batch)
+    assert _lr(resumed) == pytest.approx(resumed.hparams.lr * min(1.0, (done + 1) / warmup_steps))
 
 
 @pytest.mark.parametrize(

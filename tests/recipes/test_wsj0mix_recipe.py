@@ -116,6 +116,25 @@ def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_the_previous_one_resu
     assert read_results(out)[-1]["snt_id"] == "avg"
 
 
+def test_a_run_resumed_with_a_warmup_continues_from_its_checkpoint(wsj0mix_corpus, tmp_path):
+    out = tmp_path / "out"
+    run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "2"))  # the paper's regime: no warm-up
+    proc = run(train_cmd(wsj0mix_corpus, out, "--N_epochs", "3", "--lr_warmup_steps", "2"))
+    epochs = [line.split(",")[0] for line in (out / "train_log.txt").read_text().splitlines()]
+    assert [e for e in epochs if e.startswith("epoch:")] == ["epoch: 1", "epoch: 2", "epoch: 3"], epochs
+    assert not (out / "save" / "incomplete").exists()
+    assert "has no lr_warmup.ckpt" in proc.stdout + proc.stderr
+
+
+def test_a_finished_budgeted_run_started_again_trains_no_more(wsj0mix_corpus, tmp_path):
+    out = tmp_path / "out"
+    budget = ["--epoch_counter", "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [5, 0]"]  # one epoch
+    for _ in range(2):
+        run(train_cmd(wsj0mix_corpus, out, *budget))
+    epochs = [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    assert len(epochs) == 1, epochs  # the second start recovered the spent budget
+
+
 def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     out = tmp_path / "out"
     # SpeechBrain's --debug gives each process its own temporary checkpoint folder and hangs under DDP:
@@ -128,3 +147,16 @@ def test_ddp_two_cpu_processes(wsj0mix_corpus, tmp_path):
     ids = [r["snt_id"] for r in rows[:-1]]
     assert ids == ["tt_000", "tt_001", "tt_002"]  # written once, by the main process
     assert len((out / "train_log.txt").read_text().splitlines()) == 3
+
+
+def test_ddp_two_cpu_processes_with_a_time_budget_and_its_decay(wsj0mix_corpus, tmp_path):
+    # rank 1's clock runs 1000 times faster: alone it would stop after an epoch while rank 0 goes on (and
+    # waits for it forever); the main process decides each epoch start and plans the decay for both
+    out = tmp_path / "out"
+    counter = "!new:spgm_lobes.epoch_budget.TimeBudgetEpochCounter [3, 1, !name:csv_writes.rank_skewed_clock ]"
+    budget = ["--epoch_counter", counter]
+    script, *args = train_cmd(wsj0mix_corpus, out, *budget, "--lr_anneal_fraction", "0.5")[1:]
+    run_two_process_ddp(script, args, out, tmp_path / "writes", RECIPE_DIR, ENV)
+    epochs = [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    assert len(epochs) == 3 and all("lr_scale" in line for line in epochs), epochs
+    assert read_results(out)[-1]["snt_id"] == "avg"
