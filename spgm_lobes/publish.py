@@ -2,7 +2,7 @@
 
 ::
 
-    spgm-publish results/spgm-ap/wsj0-2mix/1234 --repo user/spgm-ap-wsj0-2mix [--private] [--dry-run] [--stage-dir D]
+    spgm-publish results/spgm/wsj0-2mix/1234 --repo user/spgm-ap-wsj0-2mix [--private] [--dry-run] [--stage-dir D]
                  [--listening-page]
 
 From a recipe's output folder it takes the best checkpoint (lowest ``si-snr``
