@@ -19,6 +19,7 @@ and :func:`prepare_librimix` lists a created corpus for the separation recipe.
 """
 
 import csv
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from spgm_lobes.data.csv_dataset import write_csv
+from spgm_lobes.data.csv_dataset import check_speaker_count, csvs_up_to_date, record_csv_options, write_csv
 from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset
 from spgm_lobes.dsp.audio import audio_info, read_audio, resample
 from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
 from spgm_lobes.workers import process_map
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train-360", "dev", "test")
 NOISE_FOLDERS = {"train-360": "tr", "train-100": "tr", "dev": "cv", "test": "tt"}
@@ -489,7 +492,8 @@ def create_librimix(
     Arguments
     ---------
     metadata_files : list of str or Path
-        ``libri{n}mix_<split>.csv`` files (published by LibriMix, or from :func:`generate_metadata`).
+        ``libri{n}mix_<split>.csv`` files (published by LibriMix, or from :func:`generate_metadata`);
+        the speaker lists ``*_info.csv`` beside them are skipped.
     librispeech_root : str or Path
         Folder the ``source_*_path`` columns are relative to.
     out_root : str or Path
@@ -519,9 +523,12 @@ def create_librimix(
         raise ValueError("mix_both needs a WHAM! noise folder (wham_root)")
     for mode in modes:
         fit_length([np.zeros(1)], mode)  # validates the mode name early
+    info = [f for f in metadata_files if Path(f).name.endswith("_info.csv")]
+    if info:  # LibriMix's metadata folders hold them beside the split files; a glob picks them up
+        logger.info("Skipping speaker lists (not mixture metadata): %s", ", ".join(str(f) for f in info))
     out_dir = None
     with process_map(num_workers) as worker_map:
-        for metadata_file in metadata_files:
+        for metadata_file in [f for f in metadata_files if f not in info]:
             out_dir = _create_split(
                 metadata_file,
                 librispeech_root,
@@ -745,7 +752,9 @@ def prepare_librimix(
     Reads ``<data_folder>/wav8k/min/<split>/{mix_clean|mix_both,s1,s2[,s3],noise}/`` and writes
     ``libri{n}mix_<split>.csv`` (columns ``ID, duration, mix_wav, s1_wav, ...[, noise_wav]``) into
     ``save_folder``. With ``use_wham_noise`` the mixtures are ``mix_both`` and ``noise_wav`` is listed
-    (the Brain adds the noise back after speed perturbation). CSVs already present are kept.
+    (the Brain adds the noise back after speed perturbation). CSVs already present are kept when they
+    were written for the same corpus folder, speaker count and noise option, else written again
+    (:func:`~spgm_lobes.data.csv_dataset.csvs_up_to_date`).
 
     Returns the dict ``{split: csv_path}``.
 
@@ -759,9 +768,10 @@ def prepare_librimix(
     """
     os.makedirs(save_folder, exist_ok=True)
     csvs = {split: os.path.join(save_folder, f"libri{num_spks}mix_{split}.csv") for split in splits}
-    if skip_prep or all(os.path.isfile(p) for p in csvs.values()):
-        return csvs
     root = librimix_folder(data_folder, sample_rate, mode)
+    options = {"data_folder": os.path.abspath(root), "num_spks": num_spks, "use_wham_noise": bool(use_wham_noise)}
+    if skip_prep or csvs_up_to_date(save_folder, csvs, options):
+        return csvs
     mix_dir = "mix_both" if use_wham_noise else "mix_clean"
     parts = [mix_dir] + [f"s{i + 1}" for i in range(num_spks)] + (["noise"] if use_wham_noise else [])
     missing = [
@@ -769,6 +779,7 @@ def prepare_librimix(
     ]
     if missing:
         raise FileNotFoundError(f"LibriMix folders missing under {root}: {', '.join(missing)}")
+    check_speaker_count(root, splits, num_spks)
     for split, csv_path in csvs.items():
         names = {part: {f for f in os.listdir(os.path.join(root, split, part)) if f.endswith(".wav")} for part in parts}
         unmatched = sorted(
@@ -790,4 +801,5 @@ def prepare_librimix(
                 row[f"{part}_wav"] = os.path.join(root, split, part, name)
             rows.append(row)
         write_csv(csv_path, rows)
+    record_csv_options(save_folder, options)
     return csvs

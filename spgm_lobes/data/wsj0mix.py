@@ -18,7 +18,7 @@ import os
 from tqdm import tqdm
 
 from ..dsp.audio import audio_info
-from .csv_dataset import separation_dataset, write_csv
+from .csv_dataset import check_speaker_count, csvs_up_to_date, record_csv_options, separation_dataset, write_csv
 from .dynamic_mixing import SpeakerMixingDataset
 
 SPLITS = {"tr": "wsj_tr.csv", "cv": "wsj_cv.csv", "tt": "wsj_tt.csv"}
@@ -34,7 +34,9 @@ def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode
 
     Raises ``FileNotFoundError`` naming every missing folder, and ``ValueError``
     naming the files that have no counterpart in the other folders (e.g. a
-    mixture without its ``s2`` file). CSVs already present are kept.
+    mixture without its ``s2`` file), or a folder ``s<num_spks + 1>`` (a corpus of more speakers). CSVs
+    already present are kept when they were written for the same corpus folder and speaker count, else
+    written again (:func:`~spgm_lobes.data.csv_dataset.csvs_up_to_date`).
 
     Returns the dict ``{split: csv_path}``.
 
@@ -48,15 +50,17 @@ def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode
     """
     os.makedirs(save_folder, exist_ok=True)
     csvs = {split: os.path.join(save_folder, name) for split, name in SPLITS.items()}
-    if skip_prep or all(os.path.isfile(p) for p in csvs.values()):
-        return csvs
     root = wsj0mix_folder(data_folder, sample_rate, mode)
+    options = {"data_folder": os.path.abspath(root), "num_spks": num_spks}
+    if skip_prep or csvs_up_to_date(save_folder, csvs, options):
+        return csvs
     parts = ["mix"] + [f"s{i + 1}" for i in range(num_spks)]
     missing = [
         f"{split}/{part}" for split in SPLITS for part in parts if not os.path.isdir(os.path.join(root, split, part))
     ]
     if missing:
         raise FileNotFoundError(f"wsj0-mix folders missing under {root}: {', '.join(missing)}")
+    check_speaker_count(root, SPLITS, num_spks)
     for split, csv_path in csvs.items():
         names = {part: _wav_names(os.path.join(root, split, part)) for part in parts}
         _check_matching(names, os.path.join(root, split))
@@ -71,6 +75,7 @@ def prepare_wsj0mix(data_folder, save_folder, num_spks=2, sample_rate=8000, mode
         if not rows:
             raise FileNotFoundError(f"No .wav files in {os.path.join(root, split, 'mix')}")
         write_csv(csv_path, rows)
+    record_csv_options(save_folder, options)
     return csvs
 
 

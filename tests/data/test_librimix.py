@@ -161,6 +161,8 @@ def test_prepare_librimix_csvs(toy_corpus, tmp_path):
     rows = _rows(csvs["dev"])
     assert list(rows[0]) == ["ID", "duration", "mix_wav", "s1_wav", "s2_wav", "noise_wav"]
     assert all("/mix_both/" in r["mix_wav"] for r in rows)
+    clean = prepare_librimix(root, tmp_path / "save")  # the same folder without noise: listed again
+    assert all("/mix_clean/" in r["mix_wav"] and "noise_wav" not in r for r in _rows(clean["dev"]))
     (root / "wav8k" / "min" / "test" / "s2" / f"{_rows(csvs['test'])[0]['ID']}.wav").unlink()
     with pytest.raises(ValueError, match="s2"):
         prepare_librimix(root, tmp_path / "save2")
@@ -221,7 +223,9 @@ def test_published_metadata_names_and_missing_noise(toy_corpus, tmp_path):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["noise_path", "noise_gain"])
         writer.writeheader()
         writer.writerows({**r, "noise_path": "tt/missing.wav", "noise_gain": "1.0"} for r in rows)
-    root = create_librimix([published], toy_corpus, tmp_path / "out")  # mix_clean needs no noise
+    info = published.with_name("libri2mix_test-clean_info.csv")  # beside it in LibriMix's metadata folder
+    info.write_text("mixture_ID,speaker_1_ID,speaker_2_ID\n")
+    root = create_librimix([info, published], toy_corpus, tmp_path / "out")  # mix_clean needs no noise
     assert sorted(p.name for p in (root / "wav8k" / "min" / "test").iterdir()) == ["mix_clean", "s1", "s2"]
     with pytest.raises(FileNotFoundError, match=r"1 WHAM! noise file.* missing under .*, e\.g\. .*tt/missing\.wav$"):
         create_librimix([published], toy_corpus, tmp_path / "out2", mix_types=("mix_both",), wham_root=tmp_path)

@@ -33,6 +33,26 @@ def test_three_speakers_need_s3(wsj0mix_corpus, tmp_path):
         prepare_wsj0mix(wsj0mix_corpus, tmp_path / "save", num_spks=3)
 
 
+def test_a_corpus_of_more_speakers_is_refused(wsj0mix_corpus, tmp_path):
+    s3 = wsj0mix_corpus / "wav8k/min/tr/s3"
+    s3.mkdir()  # 3speakers/ read with the default num_spks: 2
+    with pytest.raises(ValueError, match=f"{s3} exists.*num_spks = 2"):
+        prepare_wsj0mix(wsj0mix_corpus, tmp_path / "save")
+    assert not (tmp_path / "save" / "wsj_tr.csv").exists()
+
+
+def test_csvs_of_other_options_are_written_again(wsj0mix_corpus, tmp_path):
+    save = tmp_path / "save"
+    first = prepare_wsj0mix(wsj0mix_corpus, save)
+    moved = tmp_path / "moved"
+    wsj0mix_corpus.rename(moved)  # the same CSV folder, another corpus folder: listed again, from there
+    with open(prepare_wsj0mix(moved, save)["tt"]) as f:
+        assert all(str(moved) in r["mix_wav"] for r in csv.DictReader(f))
+    stamp = os.stat(first["tt"]).st_mtime_ns
+    prepare_wsj0mix(moved, save)  # the same options: kept
+    assert os.stat(first["tt"]).st_mtime_ns == stamp
+
+
 def test_unmatched_file_is_named(wsj0mix_corpus, tmp_path):
     os.remove(wsj0mix_corpus / "wav8k/min/tr/s1/tr_001.wav")
     with pytest.raises(ValueError, match=r"tr/s1/tr_001.wav is missing"):
