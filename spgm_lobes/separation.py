@@ -66,7 +66,6 @@ from collections import namedtuple
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process, run_on_main
@@ -146,9 +145,10 @@ class SeparationBrain(sb.Brain):
             with torch.no_grad():
                 if self._hp("use_speedperturb", False):
                     mix, targets = speed_perturb_sources(targets, self.hparams.speed_perturb)
-                    if noise is not None:
-                        noise = noise[:, : mix.shape[1]]
-                        mix = mix + F.pad(noise, (0, mix.shape[1] - noise.shape[1]))
+                    if noise is not None:  # slowed sources may outgrow the noise: cut to it, as SpeechBrain does
+                        width = min(mix.shape[1], noise.shape[1])
+                        host_lengths = (host_lengths * (mix.shape[1] / width)).clamp(max=1.0)
+                        mix, targets = mix[:, :width] + noise[:, :width], targets[:, :width]
                 if self._hp("static_training_shapes", False):
                     mix, targets, host_lengths = fix_length(
                         mix, targets, int(self.hparams.training_signal_len), host_lengths

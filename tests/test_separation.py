@@ -297,6 +297,15 @@ def test_noise_is_added_back_after_speed_perturbation(brain):
     residual = mix - targets.sum(-1)
     torch.testing.assert_close(residual, torch.full_like(residual, 0.25))
 
+    brain.hparams.speed_perturb = lambda x: torch.cat([x, x[:, -80:]], dim=1)  # every source slowed by 10 %
+    items[1] = {**items[1], **{k: v[:400] for k, v in items[1].items() if k.endswith("_sig")}}  # half as long
+    mix, targets, lengths = brain.prepare_batch(PaddedBatch(items), sb.Stage.TRAIN)
+    residual = mix - targets.sum(-1)
+    assert mix.shape[1] == targets.shape[1] == 800  # cut to the noise: no unnoisy end
+    torch.testing.assert_close(residual[0], torch.full((800,), 0.25))
+    torch.testing.assert_close(residual[1, :400], torch.full((400,), 0.25))
+    torch.testing.assert_close(lengths, torch.tensor([1.0, 880 / 2 / 800]))
+
 
 @pytest.mark.parametrize("brain", [{"lr_warmup_steps": 4}], indirect=True)
 def test_lr_warmup_then_halving_on_plateau(brain):
