@@ -2,9 +2,11 @@
 
 SI-SNR is SpeechBrain's formula (:func:`spgm_lobes.losses.si_snr.pairwise_neg_si_snr`)
 under the permutation with the best mean; SDR is BSS-eval's SDR (512-tap
-distortion filter) from ``torchmetrics`` under its own best permutation, which
-matches ``mir_eval.separation.bss_eval_sources`` (deprecated in mir_eval 0.8)
-to about 0.01 dB. Both are computed on the valid samples of one utterance, so
+distortion filter) from ``torchmetrics`` under the permutation with the best
+mean SDR. ``mir_eval.separation.bss_eval_sources`` (deprecated in mir_eval 0.8)
+picks the permutation with the best mean SIR instead; the SDRs match to about
+0.01 dB whenever the two choose the same one, which can differ only for very
+poor separations (mean SDR around 0 dB). Both are computed on the valid samples of one utterance, so
 results do not depend on batching. :func:`separation_metrics` (the columns of
 ``test_results.csv``) is the mean over sources of :func:`per_source_metrics`.
 """

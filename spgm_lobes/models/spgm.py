@@ -15,8 +15,10 @@ The blocks here are drop-in ``inter_model`` s for
 inter model a tensor ``[B*K, S, N]`` (``K`` = chunk size, ``S`` = number of
 chunks). Unlike the authors' published code, which pools over the flattened
 ``B*K`` axis and therefore mixes the utterances of a batch, pooling here is done
-per utterance: a batch gives each utterance exactly the output it would get
-alone. At batch size 1 both formulations are identical, and the parameter
+per utterance: a batch of equal-length mixtures gives each utterance exactly
+the output it would get alone (the mask network takes no lengths, so the zero
+padding of a shorter one enters its normalisation and attention, as in
+SpeechBrain's Sepformer). At batch size 1 both formulations are identical, and the parameter
 names match the published checkpoints (``s_lin``, ``g_lin``,
 ``pool.model.linear1``, ``pool.model.linear2``).
 
