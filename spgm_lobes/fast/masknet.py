@@ -60,10 +60,31 @@ def unsupported_masknet_reason(masknet):
                 type(mod).__name__, type(mod).__name__
             )
             return f"norm {kind!r} (only 'ln' is supported)"
-    for i, block in enumerate(masknet.dual_mdl):
-        if isinstance(block.inter_mdl, SPGMBlock) and block.inter_mdl.chunk_size != masknet.K:
-            return f"dual_mdl.{i}.inter_mdl.chunk_size={block.inter_mdl.chunk_size} differs from K={masknet.K}"
+    check_spgm_chunk_size(masknet)  # not a path to fall back from: an error on either
     return None
+
+
+def check_spgm_chunk_size(masknet):
+    """Raises ``ValueError`` when an SPGM block's ``chunk_size`` differs from the ``K`` of its
+    ``Dual_Path_Model``: the block would then group rows of several utterances (or parts of them) as
+    one, silently, whenever ``B*K`` happens to be a multiple of its ``chunk_size``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.dual_path import SBTransformerBlock
+    >>> m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), SPGMBlock(16, chunk_size=20), K=10)
+    >>> check_spgm_chunk_size(m)
+    Traceback (most recent call last):
+    ...
+    ValueError: dual_mdl.0.inter_mdl.chunk_size = 20 differs from the mask network's K = 10; set chunk_size to K.
+    """
+    for i, block in enumerate(getattr(masknet, "dual_mdl", ())):
+        inter = getattr(block, "inter_mdl", None)
+        if isinstance(inter, SPGMBlock) and inter.chunk_size != masknet.K:
+            raise ValueError(
+                f"dual_mdl.{i}.inter_mdl.chunk_size = {inter.chunk_size} differs from the mask network's "
+                f"K = {masknet.K}; set chunk_size to K."
+            )
 
 
 def group_norm_channels_last(x, norm):
@@ -334,6 +355,8 @@ def use_fast_masknet(modules, enabled=True, compile=False, cuda_graphs=False):
     """
     modules = dict(modules)
     masknet = modules.get("masknet")
+    if masknet is not None and not isinstance(masknet, FastMaskNet):
+        check_spgm_chunk_size(masknet)  # on either path: a mismatch mixes utterances
     if not enabled or masknet is None or isinstance(masknet, FastMaskNet):
         return modules
     reason = unsupported_masknet_reason(masknet)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from speechbrain.lobes.models.dual_path import Dual_Path_Model, SBTransformerBlock
 
-from spgm_lobes.fast import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason
-from spgm_lobes.models import SPGMBlock
+from spgm_lobes.fast import FastMaskNet, fast_masknet_forward, unsupported_masknet_reason, use_fast_masknet
+from spgm_lobes.models import IdentityInterBlock, SPGMBlock
 
 
 def _batch(n_in, lengths, seed=1):
@@ -92,10 +92,18 @@ def test_wrapper_shares_parameters(build, relative_error):
 
 
 def test_unsupported_model_is_refused():
-    m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), SPGMBlock(16, chunk_size=5), K=10)
-    assert "chunk_size" in unsupported_masknet_reason(m)
-    with pytest.raises(ValueError, match="chunk_size"):
+    m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), IdentityInterBlock(), K=10, norm="gln")
+    assert "gln" in unsupported_masknet_reason(m)
+    with pytest.raises(ValueError, match="gln"):
         FastMaskNet(m)
+
+
+def test_an_spgm_chunk_size_other_than_k_is_an_error_on_either_path():
+    # chunk 20 with K = 10: a batch of 2 would pass the block's own B*K check and pool the two utterances as one
+    m = Dual_Path_Model(16, 16, SBTransformerBlock(1, 16, 2), SPGMBlock(16, chunk_size=20), K=10)
+    for call in (unsupported_masknet_reason, FastMaskNet, lambda m: use_fast_masknet({"masknet": m}, enabled=False)):
+        with pytest.raises(ValueError, match="chunk_size = 20 differs from the mask network's K = 10"):
+            call(m)
 
 
 @pytest.mark.parametrize("name", ["spgm-ap", "sepformer"])
