@@ -47,6 +47,7 @@ from .card import architecture_keys, from_hparams_separations, inference_card
 from .dsp.audio import read_audio
 from .fast import encode_mask_decode
 from .metrics.results import RESULTS_FILE, read_results_csv
+from .profile import count_parameters
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
@@ -214,11 +215,15 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_f
     return RunArchitecture(Path(path).resolve(), overrides, int(hp["sample_rate"]), num_spks)
 
 
-def build_modules(arch):
-    """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture`."""
-    with open(arch.path, encoding="utf-8") as f:
-        hp = load_hyperpyyaml(f, {**arch.overrides, "num_spks": arch.num_spks})
-    return hp["modules"]
+def build_modules(arch, device=None):
+    """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture` (on ``device``, e.g. ``meta``
+    to count parameters without allocating them; default: torch's default device)."""
+    text = Path(arch.path).read_text(encoding="utf-8")
+    overrides = {**arch.overrides, "num_spks": arch.num_spks}
+    if device is None:
+        return load_hyperpyyaml(text, overrides)["modules"]
+    with torch.device(device):
+        return load_hyperpyyaml(text, overrides)["modules"]
 
 
 def load_checkpoint_modules(arch, ckpt_dir):
@@ -363,7 +368,7 @@ def model_card(
     changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
     keys = ", ".join(f"{k}={v}" for k, v in changed.items())
     keys = f"changed from the file's defaults: {keys}" if keys else "as in the file"
-    params = f", {num_params / 1e6:.1f}M parameters" if num_params else ""
+    params = f", {num_params / 1e6:.3f}M parameters" if num_params else ""
     epoch = ""
     if ckpt is not None:
         loss = ckpt.meta.get("si-snr")
@@ -461,12 +466,8 @@ def stage(
     for name in MODULE_NAMES:
         shutil.copyfile(Path(ckpt.path) / f"{name}.ckpt", stage_dir / f"{name}.ckpt")
     write_example_mixture(run_dir, stage_dir / EXAMPLE_NAME, arch.sample_rate)
-    num_params = sum(
-        t.numel()
-        for name in MODULE_NAMES
-        for t in torch.load(stage_dir / f"{name}.ckpt", map_location="cpu", weights_only=True).values()
-        if torch.is_tensor(t) and t.is_floating_point()
-    )
+    # the model's parameters: the checkpoints also hold buffers (e.g. the positional encodings `pe`)
+    num_params = sum(count_parameters(m) for m in build_modules(arch, device="meta").values())
     text = model_card(repo_id, arch, results, ckpt, license_name, dataset, num_params, listening_page)
     (stage_dir / "README.md").write_text(text, encoding="utf-8")
     return stage_dir

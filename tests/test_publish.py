@@ -92,6 +92,18 @@ def test_model_card_front_matter_and_example(run, tmp_path):
     assert rate == 8000 and wav.ndim == 1 and 0 < np.abs(wav).max() <= 1
 
 
+def test_model_card_counts_parameters_not_buffers(run, tmp_path):
+    run_dir, _ = run
+    stage = publish.publish(run_dir, "me/x", dry_run=True, stage_dir=tmp_path / "s", log=lambda _: None)["stage_dir"]
+    modules = publish.build_modules(publish.read_run_architecture(run_dir))
+    params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    buffers = sum(b.numel() for m in modules.values() for b in m.buffers())
+    assert buffers > 0  # the positional encodings `pe` are in the checkpoints, not parameters
+    text = (stage / "README.md").read_text()
+    assert f", {params / 1e6:.3f}M parameters" in text
+    assert f"{(params + buffers) / 1e6:.3f}M" not in text
+
+
 def test_example_is_first_test_mixture(run, tmp_path):
     run_dir, _ = run
     mix = 0.3 * np.random.default_rng(0).standard_normal((16000, 2))
