@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """GASS recipe: general audio source separation of speech, music and sound events (1-4 sources, 4 outputs).
 
-    python train.py hparams/spgm.yaml --data_folder <folder with speech/ music/ sfx/> --output_folder results/gass
+    python recipes/GASS/train.py recipes/GASS/hparams/spgm.yaml --data_folder <speech/ music/ sfx/ folder> \\
+        --output_folder results/gass-spgm   # from the repository root
 
 The data folder holds one sub-folder per category (``speech``, ``music``, ``sfx``; any audio files soundfile
 reads, at any rate, in any sub-folders), or give a manifest CSV (``path,category[,split]``) with ``--manifest``.
