@@ -6,8 +6,9 @@
 
 The data folder holds one sub-folder per category (``speech``, ``music``, ``sfx``; any audio files soundfile
 reads, at any rate, in any sub-folders), or give a manifest CSV (``path,category[,split]``) with ``--manifest``.
-Files are split per category into disjoint train / valid / test lists (written to ``<save_folder>/gass_*.csv``)
-unless the manifest has a ``split`` column. Every epoch draws new training mixtures of 1 to 4 sources
+Files are split per category into disjoint train / valid / test lists (written to ``<save_folder>/gass_*.csv``;
+a LibriSpeech speaker's files stay in one split) unless the manifest has a ``split`` column. Every epoch draws
+new training mixtures of 1 to 4 sources
 (:class:`spgm_lobes.data.gass.GASSMixer`); validation and test mixtures are fixed.
 
 The separator always predicts 4 sources; the targets of absent sources are zeros. Training minimises the

@@ -144,34 +144,45 @@ def read_manifest(manifest, split=None):
 def split_category_files(files, valid_fraction=0.1, test_fraction=0.1, seed=0):
     """Splits ``{category: [paths]}`` into disjoint train / valid / test file lists per category.
 
-    Each category is shuffled with ``seed`` and keeps at least one file in every split, so every category needs 3
-    files or more (use a manifest with a ``split`` column otherwise).
+    Files of one LibriSpeech speaker (file names ``<speaker>-<chapter>-<utterance>``, :func:`librispeech_speaker`)
+    stay in one split, so the valid and test speakers are not training speakers; other files are split one by one.
+    Each category's groups (speakers or files) are shuffled with ``seed``, the fractions count groups, and every
+    split gets at least one, so every category needs 3 groups or more (use a manifest with a ``split`` column
+    otherwise).
 
     Example
     -------
     >>> splits = split_category_files({"speech": [f"{i}.wav" for i in range(10)]})
     >>> [len(splits[s]["speech"]) for s in ("train", "valid", "test")]
     [8, 1, 1]
+    >>> splits = split_category_files({"speech": [f"{s}-1-{u}.flac" for s in (19, 26, 32) for u in range(4)]})
+    >>> speakers = [{p.split("-")[0] for p in splits[s]["speech"]} for s in ("train", "valid", "test")]
+    >>> [len(s) for s in speakers], len(set.union(*speakers)), [len(splits[s]["speech"]) for s in splits]
+    ([1, 1, 1], 3, [4, 4, 4])
     """
     splits = {"train": {}, "valid": {}, "test": {}}
     rng = np.random.default_rng(seed)
     for category, paths in files.items():
-        paths = sorted(paths)
-        if len(paths) < 3:
+        groups = {}
+        for path in sorted(paths):
+            groups.setdefault(librispeech_speaker(path) or path, []).append(path)
+        groups = list(groups.values())  # ordered by their first file
+        kind = "speaker(s)" if any(len(g) > 1 or librispeech_speaker(g[0]) for g in groups) else "file(s)"
+        if len(groups) < 3:
             raise ValueError(
-                f"Category {category!r} has {len(paths)} file(s); splitting into train/valid/test needs 3 or more "
+                f"Category {category!r} has {len(groups)} {kind}; splitting into train/valid/test needs 3 or more "
                 "(or give a manifest with a 'split' column)."
             )
-        order = rng.permutation(len(paths))
-        n_valid = max(1, round(valid_fraction * len(paths)))
-        n_test = max(1, round(test_fraction * len(paths)))
-        n_train = len(paths) - n_valid - n_test
+        order = rng.permutation(len(groups))
+        n_valid = max(1, round(valid_fraction * len(groups)))
+        n_test = max(1, round(test_fraction * len(groups)))
+        n_train = len(groups) - n_valid - n_test
         if n_train < 1:
-            raise ValueError(f"Category {category!r}: no file left for training with {len(paths)} files.")
-        shuffled = [paths[i] for i in order]
-        splits["valid"][category] = shuffled[:n_valid]
-        splits["test"][category] = shuffled[n_valid : n_valid + n_test]
-        splits["train"][category] = shuffled[n_valid + n_test :]
+            raise ValueError(f"Category {category!r}: no {kind} left for training with {len(groups)} {kind}.")
+        shuffled = [groups[i] for i in order]
+        splits["valid"][category] = [p for g in shuffled[:n_valid] for p in g]
+        splits["test"][category] = [p for g in shuffled[n_valid : n_valid + n_test] for p in g]
+        splits["train"][category] = [p for g in shuffled[n_valid + n_test :] for p in g]
     return splits
 
 

@@ -243,3 +243,16 @@ def test_two_speaker_mixtures_have_distinct_speakers(tmp_path, monkeypatch):
         GASSMixer({"speech": speech[:3]}, 1, distinct_speakers=True, **two)
     with pytest.raises(ValueError, match=r"LibriSpeech file names.*u0\.wav"):
         GASSMixer({"speech": [tmp_path / "u0.wav"]}, 1, distinct_speakers=True, min_sources=1, max_sources=1)
+
+
+def test_split_keeps_each_librispeech_speaker_in_one_split():
+    speech = [f"/ls/{s}/7/{s}-7-{u:04d}.flac" for s in range(100, 110) for u in range(3)]
+    music = [f"/music/m{i}.wav" for i in range(10)]
+    splits = split_category_files({"speech": speech, "music": music}, seed=4)
+    speakers = {s: {p.rsplit("/", 1)[1].split("-")[0] for p in splits[s]["speech"]} for s in splits}
+    assert [len(speakers[s]) for s in ("train", "valid", "test")] == [8, 1, 1]
+    assert not speakers["train"] & speakers["valid"] and not speakers["train"] & speakers["test"]
+    assert sorted(p for s in splits for p in splits[s]["speech"]) == sorted(speech)
+    assert [len(splits[s]["music"]) for s in ("train", "valid", "test")] == [8, 1, 1]  # no speakers: file by file
+    with pytest.raises(ValueError, match=r"'speech' has 2 speaker\(s\)"):
+        split_category_files({"speech": speech[:6]})
