@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
-from spgm_lobes.data.gass import GASSMixer  # noqa: E402
+from spgm_lobes.data.gass import GASSMixer, librispeech_speaker  # noqa: E402
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv  # noqa: E402
 from spgm_lobes.recipe import load_script, run_recipe  # noqa: E402
 from spgm_lobes.separation import SeparationBrain  # noqa: E402
@@ -69,7 +69,10 @@ def librispeech_files(root):
         raise FileNotFoundError(f"No .flac file under {root} (expected the LibriSpeech layout).")
     speakers = {}
     for path in files:
-        speakers.setdefault(path.name.split("-")[0], []).append(path)
+        speaker = librispeech_speaker(path)
+        if speaker is None:
+            raise ValueError(f"{path} is not named <speaker>-<chapter>-<utterance>.flac as in LibriSpeech.")
+        speakers.setdefault(speaker, []).append(path)
     if len(speakers) < 2:
         raise ValueError(f"{root} has {len(speakers)} speaker(s); need 2 or more to hold speakers out for testing.")
     return speakers
@@ -236,7 +239,9 @@ def main(argv=None):
     gass_files = {"speech": train_speech, **synthetic}
     common = dict(sample_rate=args.sample_rate, segment_seconds=args.segment)
     evaluation = {**common, "segment_seconds": 0.4 if args.quick else 4.0}
-    two_speakers = dict(min_sources=2, max_sources=2, background_prob=0.0, min_foreground_fraction=1.0)
+    two_speakers = dict(
+        min_sources=2, max_sources=2, background_prob=0.0, min_foreground_fraction=1.0, distinct_speakers=True
+    )
 
     def test_mixtures(num_outputs):  # the same mixtures of held-out speakers for every run
         return GASSMixer({"speech": test_speech}, args.test_mixtures, seed=args.seed + 2, name="test2mix",

@@ -47,6 +47,7 @@ from .card import architecture_keys, from_hparams_separations, inference_card
 from .dsp.audio import read_audio
 from .fast import encode_mask_decode
 from .metrics.results import RESULTS_FILE, read_results_csv
+from .profile import count_parameters
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 EXAMPLE_NAME = "example_mixture.wav"
@@ -176,6 +177,39 @@ def run_architecture_keys(hp, keys, arch_key="arch"):
     return values
 
 
+def _architecture_stem(architecture):
+    stem = Path(architecture).name
+    return stem[:-5] if stem.endswith(".yaml") else stem
+
+
+def _architecture_file(architecture, run_dir):
+    """The YAML of an architecture name (``hparams/<name>.yaml``) or path (absolute or relative to ``run_dir``)."""
+    stem = _architecture_stem(architecture)
+    candidates = [Path(architecture), Path(run_dir) / architecture]
+    if stem in ARCHITECTURES and not any(c.is_file() for c in candidates):
+        return architecture_path(stem)
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise PublishError(f"Architecture {architecture!r} is neither a known name nor an existing file.")
+    return path
+
+
+def _check_same_architecture(given, recorded, run_dir, where):
+    """Refuses an ``--architecture`` other than the one the run recorded (the same file, or the same name when
+    the recorded file is gone)."""
+    try:
+        same = (
+            Path(_architecture_file(recorded, run_dir)).resolve() == Path(_architecture_file(given, run_dir)).resolve()
+        )
+    except PublishError:
+        same = _architecture_stem(given) == _architecture_stem(recorded)
+    if not same:
+        raise PublishError(
+            f"--architecture {given} differs from the architecture the run trained ({recorded}, in {where}); "
+            "leave --architecture out (it is for runs that do not record one)."
+        )
+
+
 def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_file="hyperparams.yaml"):
     """Reads the architecture of a run from its ``hyperparams.yaml`` without building anything.
 
@@ -184,29 +218,23 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_f
     run_dir : str or Path
         Recipe output folder.
     architecture : str, optional
-        Name or path of the architecture file; default: the run's ``architecture`` key.
+        Name or path of the architecture file, for a run without an ``architecture`` key (when the run has
+        one, it must name the same architecture).
     arch_key : str
         Key of the mapping the architecture was included under.
     hparams_file : str
         Name of the run's hyperparams file in ``run_dir``.
     """
     hp = _load_run_hparams(run_dir, hparams_file)
-    architecture = architecture or hp.get("architecture")
-    if not architecture:
+    recorded = hp.get("architecture")
+    if not (architecture or recorded):
         raise PublishError(
             f"{Path(run_dir) / hparams_file} has no 'architecture' key; pass --architecture "
             f"(one of {', '.join(ARCHITECTURES)} or a YAML path)."
         )
-    architecture = str(architecture)
-    stem = Path(architecture).name
-    stem = stem[:-5] if stem.endswith(".yaml") else stem
-    candidates = [Path(architecture), Path(run_dir) / architecture]
-    if stem in ARCHITECTURES and not any(c.is_file() for c in candidates):
-        path = architecture_path(stem)
-    else:
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise PublishError(f"Architecture {architecture!r} is neither a known name nor an existing file.")
+    if architecture and recorded:
+        _check_same_architecture(str(architecture), str(recorded), run_dir, Path(run_dir) / hparams_file)
+    path = _architecture_file(str(architecture or recorded), run_dir)
     overrides = run_architecture_keys(hp, architecture_keys(path), arch_key)
     if "sample_rate" not in hp:
         raise PublishError(f"{Path(run_dir) / hparams_file} has no 'sample_rate' key.")
@@ -214,11 +242,15 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_f
     return RunArchitecture(Path(path).resolve(), overrides, int(hp["sample_rate"]), num_spks)
 
 
-def build_modules(arch):
-    """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture`."""
-    with open(arch.path, encoding="utf-8") as f:
-        hp = load_hyperpyyaml(f, {**arch.overrides, "num_spks": arch.num_spks})
-    return hp["modules"]
+def build_modules(arch, device=None):
+    """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture` (on ``device``, e.g. ``meta``
+    to count parameters without allocating them; default: torch's default device)."""
+    text = Path(arch.path).read_text(encoding="utf-8")
+    overrides = {**arch.overrides, "num_spks": arch.num_spks}
+    if device is None:
+        return load_hyperpyyaml(text, overrides)["modules"]
+    with torch.device(device):
+        return load_hyperpyyaml(text, overrides)["modules"]
 
 
 def load_checkpoint_modules(arch, ckpt_dir):
@@ -363,7 +395,7 @@ def model_card(
     changed = {k: v for k, v in sorted(arch.overrides.items()) if defaults.get(k) != v}
     keys = ", ".join(f"{k}={v}" for k, v in changed.items())
     keys = f"changed from the file's defaults: {keys}" if keys else "as in the file"
-    params = f", {num_params / 1e6:.1f}M parameters" if num_params else ""
+    params = f", {num_params / 1e6:.3f}M parameters" if num_params else ""
     epoch = ""
     if ckpt is not None:
         loss = ckpt.meta.get("si-snr")
@@ -461,12 +493,8 @@ def stage(
     for name in MODULE_NAMES:
         shutil.copyfile(Path(ckpt.path) / f"{name}.ckpt", stage_dir / f"{name}.ckpt")
     write_example_mixture(run_dir, stage_dir / EXAMPLE_NAME, arch.sample_rate)
-    num_params = sum(
-        t.numel()
-        for name in MODULE_NAMES
-        for t in torch.load(stage_dir / f"{name}.ckpt", map_location="cpu", weights_only=True).values()
-        if torch.is_tensor(t) and t.is_floating_point()
-    )
+    # the model's parameters: the checkpoints also hold buffers (e.g. the positional encodings `pe`)
+    num_params = sum(count_parameters(m) for m in build_modules(arch, device="meta").values())
     text = model_card(repo_id, arch, results, ckpt, license_name, dataset, num_params, listening_page)
     (stage_dir / "README.md").write_text(text, encoding="utf-8")
     return stage_dir
@@ -627,7 +655,9 @@ def main(argv=None, api=None):
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--dry-run", action="store_true", help="stage and verify, do not upload")
     parser.add_argument("--stage-dir", default=None, help="staging folder (default <run_dir>/hub/<name>)")
-    parser.add_argument("--architecture", default=None, help="architecture name or YAML, if the run does not say")
+    parser.add_argument(
+        "--architecture", default=None, help="architecture name or YAML, if the run does not say (if it does, the same)"
+    )
     parser.add_argument("--dataset", default=None, help="dataset id for the model card (default: run's 'dataset')")
     parser.add_argument("--license", default="apache-2.0", help="license id for the model card")
     parser.add_argument(

@@ -92,6 +92,18 @@ def test_model_card_front_matter_and_example(run, tmp_path):
     assert rate == 8000 and wav.ndim == 1 and 0 < np.abs(wav).max() <= 1
 
 
+def test_model_card_counts_parameters_not_buffers(run, tmp_path):
+    run_dir, _ = run
+    stage = publish.publish(run_dir, "me/x", dry_run=True, stage_dir=tmp_path / "s", log=lambda _: None)["stage_dir"]
+    modules = publish.build_modules(publish.read_run_architecture(run_dir))
+    params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    buffers = sum(b.numel() for m in modules.values() for b in m.buffers())
+    assert buffers > 0  # the positional encodings `pe` are in the checkpoints, not parameters
+    text = (stage / "README.md").read_text()
+    assert f", {params / 1e6:.3f}M parameters" in text
+    assert f"{(params + buffers) / 1e6:.3f}M" not in text
+
+
 def test_example_is_first_test_mixture(run, tmp_path):
     run_dir, _ = run
     mix = 0.3 * np.random.default_rng(0).standard_normal((16000, 2))
@@ -172,10 +184,22 @@ def test_refuses_when_staged_model_does_not_load_back(run, tmp_path, monkeypatch
         publish.publish(run_dir, "me/m", dry_run=True, stage_dir=tmp_path / "s", log=lambda _: None)
 
 
-def test_refuses_checkpoint_of_another_architecture(run):
-    run_dir, _ = run
+def test_refuses_checkpoint_of_another_architecture(tmp_path):
+    run_dir = tmp_path / "run"
+    make_run_folder(run_dir, metas=(-1.0,), with_architecture_key=False)
     with pytest.raises(PublishError, match="does not fit architecture intra-sepformer-16"):
         publish.publish(run_dir, "me/m", dry_run=True, architecture="intra-sepformer-16", log=lambda _: None)
+
+
+def test_architecture_option_must_match_the_run(run, tmp_path, capsys):
+    run_dir, _ = run  # trained spgm-ap-s
+    argv = [str(run_dir), "--repo", "me/x", "--dry-run", "--stage-dir", str(tmp_path / "s")]
+    assert publish.main(argv + ["--architecture", "spgm-ap"]) == 1
+    err = capsys.readouterr().err
+    assert "--architecture spgm-ap differs" in err and "(spgm-ap-s, in " in err
+    assert not (tmp_path / "s").exists()
+    assert publish.main(argv + ["--architecture", "spgm-ap-s"]) == 0
+    assert "# x: spgm-ap-s speech separation" in (tmp_path / "s" / "README.md").read_text()
 
 
 def test_needs_architecture_key(tmp_path):

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """GASS recipe: general audio source separation of speech, music and sound events (1-4 sources, 4 outputs).
 
-    python train.py hparams/spgm.yaml --data_folder <folder with speech/ music/ sfx/> --output_folder results/gass
+    python recipes/GASS/train.py recipes/GASS/hparams/spgm.yaml --data_folder <speech/ music/ sfx/ folder> \\
+        --output_folder results/gass-spgm   # from the repository root
 
 The data folder holds one sub-folder per category (``speech``, ``music``, ``sfx``; any audio files soundfile
 reads, at any rate, in any sub-folders), or give a manifest CSV (``path,category[,split]``) with ``--manifest``.
-Files are split per category into disjoint train / valid / test lists (written to ``<save_folder>/gass_*.csv``)
-unless the manifest has a ``split`` column. Every epoch draws new training mixtures of 1 to 4 sources
+Files are split per category into disjoint train / valid / test lists (written to ``<save_folder>/gass_*.csv``;
+a LibriSpeech speaker's files stay in one split) unless the manifest has a ``split`` column. Every epoch draws
+new training mixtures of 1 to 4 sources
 (:class:`spgm_lobes.data.gass.GASSMixer`); validation and test mixtures are fixed.
 
 The separator always predicts 4 sources; the targets of absent sources are zeros. Training minimises the

@@ -6,6 +6,10 @@ from a CSV manifest (``path,category[,split]``). Every item of :class:`GASSMixer
 
 * the number of sources is drawn uniformly in ``[min_sources, max_sources]``, the category of each source from
   ``category_weights`` (default: uniform over the categories present) and the file uniformly in its category;
+* the sources of one mixture are distinct files (a category whose files are all in the mixture already is not
+  drawn again) and, with ``distinct_speakers``, of distinct speakers (read from LibriSpeech file names
+  ``<speaker>-<chapter>-<utterance>``, :func:`librispeech_speaker`); ``max_sources`` is lowered, with a warning,
+  when the files (speakers) are fewer;
 * with probability ``background_prob`` (only for mixtures of 2 sources or more) the first source is a
   *background*: a category from ``background_categories`` spanning the whole mixture (a file shorter than the
   mixture is looped) at a gain drawn in ``background_gain_db``;
@@ -54,6 +58,18 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CATEGORIES = ("speech", "music", "sfx")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+
+
+def librispeech_speaker(path):
+    """The speaker of a LibriSpeech file name ``<speaker>-<chapter>-<utterance>.<ext>``, ``None`` for other names.
+
+    Example
+    -------
+    >>> librispeech_speaker("LibriSpeech/train-clean-100/103/1240/103-1240-0000.flac"), librispeech_speaker("a.wav")
+    ('103', None)
+    """
+    parts = Path(path).stem.split("-")
+    return parts[0] if len(parts) == 3 and all(p.isdigit() for p in parts) else None
 
 
 def find_category_files(data_folder, categories=DEFAULT_CATEGORIES, extensions=AUDIO_EXTENSIONS):
@@ -128,34 +144,45 @@ def read_manifest(manifest, split=None):
 def split_category_files(files, valid_fraction=0.1, test_fraction=0.1, seed=0):
     """Splits ``{category: [paths]}`` into disjoint train / valid / test file lists per category.
 
-    Each category is shuffled with ``seed`` and keeps at least one file in every split, so every category needs 3
-    files or more (use a manifest with a ``split`` column otherwise).
+    Files of one LibriSpeech speaker (file names ``<speaker>-<chapter>-<utterance>``, :func:`librispeech_speaker`)
+    stay in one split, so the valid and test speakers are not training speakers; other files are split one by one.
+    Each category's groups (speakers or files) are shuffled with ``seed``, the fractions count groups, and every
+    split gets at least one, so every category needs 3 groups or more (use a manifest with a ``split`` column
+    otherwise).
 
     Example
     -------
     >>> splits = split_category_files({"speech": [f"{i}.wav" for i in range(10)]})
     >>> [len(splits[s]["speech"]) for s in ("train", "valid", "test")]
     [8, 1, 1]
+    >>> splits = split_category_files({"speech": [f"{s}-1-{u}.flac" for s in (19, 26, 32) for u in range(4)]})
+    >>> speakers = [{p.split("-")[0] for p in splits[s]["speech"]} for s in ("train", "valid", "test")]
+    >>> [len(s) for s in speakers], len(set.union(*speakers)), [len(splits[s]["speech"]) for s in splits]
+    ([1, 1, 1], 3, [4, 4, 4])
     """
     splits = {"train": {}, "valid": {}, "test": {}}
     rng = np.random.default_rng(seed)
     for category, paths in files.items():
-        paths = sorted(paths)
-        if len(paths) < 3:
+        groups = {}
+        for path in sorted(paths):
+            groups.setdefault(librispeech_speaker(path) or path, []).append(path)
+        groups = list(groups.values())  # ordered by their first file
+        kind = "speaker(s)" if any(len(g) > 1 or librispeech_speaker(g[0]) for g in groups) else "file(s)"
+        if len(groups) < 3:
             raise ValueError(
-                f"Category {category!r} has {len(paths)} file(s); splitting into train/valid/test needs 3 or more "
+                f"Category {category!r} has {len(groups)} {kind}; splitting into train/valid/test needs 3 or more "
                 "(or give a manifest with a 'split' column)."
             )
-        order = rng.permutation(len(paths))
-        n_valid = max(1, round(valid_fraction * len(paths)))
-        n_test = max(1, round(test_fraction * len(paths)))
-        n_train = len(paths) - n_valid - n_test
+        order = rng.permutation(len(groups))
+        n_valid = max(1, round(valid_fraction * len(groups)))
+        n_test = max(1, round(test_fraction * len(groups)))
+        n_train = len(groups) - n_valid - n_test
         if n_train < 1:
-            raise ValueError(f"Category {category!r}: no file left for training with {len(paths)} files.")
-        shuffled = [paths[i] for i in order]
-        splits["valid"][category] = shuffled[:n_valid]
-        splits["test"][category] = shuffled[n_valid : n_valid + n_test]
-        splits["train"][category] = shuffled[n_valid + n_test :]
+            raise ValueError(f"Category {category!r}: no {kind} left for training with {len(groups)} {kind}.")
+        shuffled = [groups[i] for i in order]
+        splits["valid"][category] = [p for g in shuffled[:n_valid] for p in g]
+        splits["test"][category] = [p for g in shuffled[n_valid : n_valid + n_test] for p in g]
+        splits["train"][category] = [p for g in shuffled[n_valid + n_test :] for p in g]
     return splits
 
 
@@ -193,6 +220,9 @@ class GASSMixer(EpochSeededDataset):
         A crop whose RMS is below this level (dBFS) is near-silent and redrawn (default -60).
     max_retries : int
         Draws per source before giving up on near-silent crops (default 10).
+    distinct_speakers : bool
+        Sources of one mixture come from distinct speakers (every file needs a LibriSpeech name,
+        :func:`librispeech_speaker`); without it they are only distinct files.
     seed : int
         Base seed; item ``index`` of epoch ``e`` is seeded with ``(seed, e, index)``.
     name : str
@@ -203,8 +233,9 @@ class GASSMixer(EpochSeededDataset):
     >>> import numpy as np, soundfile as sf, tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> (root / "sfx").mkdir()
-    >>> sf.write(root / "sfx" / "n.wav", np.random.default_rng(0).normal(0, 0.1, 8000), 8000)
-    >>> mixer = GASSMixer({"sfx": [root / "sfx" / "n.wav"]}, 2, 8000, 0.25, min_sources=2, max_sources=2)
+    >>> for name in ("n.wav", "m.wav"):
+    ...     sf.write(root / "sfx" / name, np.random.default_rng(0).normal(0, 0.1, 8000), 8000)
+    >>> mixer = GASSMixer({"sfx": sorted((root / "sfx").iterdir())}, 2, 8000, 0.25, min_sources=2, max_sources=2)
     >>> item = mixer[1]
     >>> item["num_sources"], item["categories"], float(item["s3_sig"].abs().sum())
     (2, 'sfx+sfx', 0.0)
@@ -228,6 +259,7 @@ class GASSMixer(EpochSeededDataset):
         reference_level_db=-25.0,
         silence_threshold_db=-60.0,
         max_retries=10,
+        distinct_speakers=False,
         seed=0,
         name="gass",
     ):
@@ -271,6 +303,34 @@ class GASSMixer(EpochSeededDataset):
         self.max_retries = int(max_retries)
         self.name = name
         self._info_cache = {}
+        self.distinct_speakers = bool(distinct_speakers)
+        # what must differ between the sources of one mixture: the file, or its speaker
+        self.keys = {c: [self._source_key(p) for p in paths] for c, paths in self.files.items()}
+        drawn = [c for c, p in zip(self.categories, self.category_probs) if p > 0]
+        capacity = len({k for c in drawn for k in self.keys[c]})
+        what = "speakers" if self.distinct_speakers else "files"
+        if capacity < self.min_sources:
+            raise ValueError(
+                f"GASSMixer {name}: min_sources={self.min_sources} distinct {what} per mixture, but the categories "
+                f"{', '.join(drawn)} have {capacity}."
+            )
+        if capacity < self.max_sources:
+            logger.warning(
+                "GASSMixer %s: %d distinct %s, so mixtures have at most %d sources (max_sources %d).",
+                name, capacity, what, capacity, self.max_sources,
+            )  # fmt: skip
+            self.max_sources = capacity
+
+    def _source_key(self, path):
+        if not self.distinct_speakers:
+            return path
+        speaker = librispeech_speaker(path)
+        if speaker is None:
+            raise ValueError(
+                f"GASSMixer {self.name}: distinct_speakers needs LibriSpeech file names "
+                f"<speaker>-<chapter>-<utterance>, got {path}."
+            )
+        return speaker
 
     def _frames_and_rate(self, path):
         if path not in self._info_cache:
@@ -290,14 +350,21 @@ class GASSMixer(EpochSeededDataset):
             audio = audio.repeat(int(math.ceil(native / audio.numel())))[:native]
         return resample(audio, rate, self.sample_rate)[:length]
 
-    def _draw_source(self, category, length, rng, loop):
+    def _unused(self, category, used):
+        """Indices of the files of ``category`` whose key (file or speaker) is not in ``used``."""
+        return [i for i, key in enumerate(self.keys[category]) if key not in used]
+
+    def _draw_source(self, category, length, rng, loop, used):
+        """A crop of a file of ``category`` whose key is not in ``used`` (the key is added to ``used``)."""
         tried = []
-        files = self.files[category]
+        files, candidates = self.files[category], self._unused(category, used)
         for _ in range(self.max_retries):
-            path = files[int(rng.integers(len(files)))]
+            index = candidates[int(rng.integers(len(candidates)))]
+            path = files[index]
             crop = self._read_crop(path, length, rng, loop)
             rms = crop.pow(2).mean().sqrt().item() if crop.numel() else 0.0
             if rms > 0 and 20 * math.log10(rms) >= self.silence_threshold_db:
+                used.add(self.keys[category][index])
                 return crop / rms
             tried.append(str(path))
         raise RuntimeError(
@@ -314,18 +381,22 @@ class GASSMixer(EpochSeededDataset):
         num_sources = int(rng.integers(self.min_sources, self.max_sources + 1))
         with_background = num_sources > 1 and self.background_categories and rng.random() < self.background_prob
         reference = 10 ** (self.reference_level_db / 20)
-        sources, categories = [], []
+        sources, categories, used = [], [], set()
         for k in range(num_sources):
             source = torch.zeros(length)
             if k == 0 and with_background:
                 category = self.background_categories[int(rng.integers(len(self.background_categories)))]
                 gain_db = rng.uniform(*self.background_gain_db)
-                source[:] = self._draw_source(category, length, rng, loop=True)
+                source[:] = self._draw_source(category, length, rng, loop=True, used=used)
             else:
-                category = self.categories[int(rng.choice(len(self.categories), p=self.category_probs))]
+                # categories with a file (speaker) not in the mixture yet; max_sources <= their number, so some left
+                probs = np.array(
+                    [p if self._unused(c, used) else 0.0 for c, p in zip(self.categories, self.category_probs)]
+                )
+                category = self.categories[int(rng.choice(len(self.categories), p=probs / probs.sum()))]
                 gain_db = rng.uniform(*self.foreground_gain_db)
                 duration = int(rng.integers(int(math.ceil(self.min_foreground_fraction * length)), length + 1))
-                crop = self._draw_source(category, duration, rng, loop=False)
+                crop = self._draw_source(category, duration, rng, loop=False, used=used)
                 offset = int(rng.integers(0, length - crop.numel() + 1))
                 source[offset : offset + crop.numel()] = crop
             sources.append(source * (reference * 10 ** (gain_db / 20)))

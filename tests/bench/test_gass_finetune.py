@@ -36,7 +36,7 @@ def _fake_librispeech(root, speakers=5, utterances=2):
 @pytest.mark.slow
 def test_quick_mode_runs_and_reports(tmp_path, capsys):
     bench = _load_bench()
-    speech = _fake_librispeech(tmp_path / "speech")
+    speech = _fake_librispeech(tmp_path / "speech", speakers=10)  # 2 held-out speakers: 2-speaker test mixtures
     results = bench.main(["--speech", str(speech), "--quick", "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
     assert "| GASS pre-trained + fine-tuned |" in printed and "| 2-speaker model from scratch |" in printed

@@ -201,3 +201,58 @@ def test_bad_arguments(category_folders):
     mixer = GASSMixer({"sfx": [broken]}, 1, segment_seconds=0.1)
     with pytest.raises(RuntimeError, match="broken.wav"):
         mixer[0]
+
+
+def _files_read(mixer, monkeypatch):
+    """Calls ``mixer[i]`` for every item and returns the files each one read."""
+    read = []
+    original = mixer._read_crop
+    monkeypatch.setattr(mixer, "_read_crop", lambda path, *args: read.append(path) or original(path, *args))
+    per_item = []
+    for index in range(len(mixer)):
+        read.clear()
+        assert mixer[index]["num_sources"] == len(read)  # no crop was redrawn: one file per source
+        per_item.append(list(read))
+    return per_item
+
+
+def test_sources_of_a_mixture_are_distinct_files(category_folders, monkeypatch):
+    mixer = _mixer(category_folders, num_items=60, segment_seconds=0.1, min_sources=3, max_sources=4)
+    for paths in _files_read(mixer, monkeypatch):
+        assert len(set(paths)) == len(paths), paths
+    # fewer files than max_sources: mixtures have as many sources as there are files
+    one_category = {"sfx": find_category_files(category_folders)["sfx"]}
+    assert GASSMixer(one_category, 1, segment_seconds=0.1, min_sources=2, max_sources=4).max_sources == 3
+    with pytest.raises(ValueError, match="min_sources=4 distinct files.*have 3"):
+        GASSMixer(one_category, 1, segment_seconds=0.1, min_sources=4, max_sources=4)
+
+
+def test_two_speaker_mixtures_have_distinct_speakers(tmp_path, monkeypatch):
+    speech = []
+    for speaker in ("19", "26", "32"):
+        for utterance in range(3):
+            path = tmp_path / speaker / "7" / f"{speaker}-7-{utterance:04d}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _tone(150 + 10 * utterance, 0.2, 16000, utterance), 16000)
+            speech.append(path)
+    two = dict(min_sources=2, max_sources=2, background_prob=0.0, segment_seconds=0.05, num_outputs=2)
+    mixer = GASSMixer({"speech": speech}, 60, distinct_speakers=True, **two)
+    for paths in _files_read(mixer, monkeypatch):
+        assert len({p.name.split("-")[0] for p in paths}) == 2, paths
+    with pytest.raises(ValueError, match="min_sources=2 distinct speakers.*have 1"):
+        GASSMixer({"speech": speech[:3]}, 1, distinct_speakers=True, **two)
+    with pytest.raises(ValueError, match=r"LibriSpeech file names.*u0\.wav"):
+        GASSMixer({"speech": [tmp_path / "u0.wav"]}, 1, distinct_speakers=True, min_sources=1, max_sources=1)
+
+
+def test_split_keeps_each_librispeech_speaker_in_one_split():
+    speech = [f"/ls/{s}/7/{s}-7-{u:04d}.flac" for s in range(100, 110) for u in range(3)]
+    music = [f"/music/m{i}.wav" for i in range(10)]
+    splits = split_category_files({"speech": speech, "music": music}, seed=4)
+    speakers = {s: {p.rsplit("/", 1)[1].split("-")[0] for p in splits[s]["speech"]} for s in splits}
+    assert [len(speakers[s]) for s in ("train", "valid", "test")] == [8, 1, 1]
+    assert not speakers["train"] & speakers["valid"] and not speakers["train"] & speakers["test"]
+    assert sorted(p for s in splits for p in splits[s]["speech"]) == sorted(speech)
+    assert [len(splits[s]["music"]) for s in ("train", "valid", "test")] == [8, 1, 1]  # no speakers: file by file
+    with pytest.raises(ValueError, match=r"'speech' has 2 speaker\(s\)"):
+        split_category_files({"speech": speech[:6]})
