@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from spgm_lobes.architectures import architecture_path  # noqa: E402
 from spgm_lobes.data.gass import GASSMixer, librispeech_speaker  # noqa: E402
+from spgm_lobes.data.splits import shuffled_partition  # noqa: E402
 from spgm_lobes.metrics.results import RESULTS_FILE, read_results_csv  # noqa: E402
 from spgm_lobes.recipe import load_script, run_recipe  # noqa: E402
 from spgm_lobes.separation import SeparationBrain  # noqa: E402
@@ -81,10 +82,7 @@ def librispeech_files(root):
 def split_speakers(speakers, test_fraction, seed):
     """Train / test file lists with disjoint speakers."""
     names = sorted(speakers)
-    order = np.random.default_rng(seed).permutation(len(names))
-    n_test = max(1, int(round(test_fraction * len(names))))
-    test = [names[i] for i in order[:n_test]]
-    train = [names[i] for i in order[n_test:]]
+    test, train = shuffled_partition(names, [max(1, int(round(test_fraction * len(names)))), None], seed)
     return [p for s in train for p in speakers[s]], [p for s in test for p in speakers[s]]
 
 

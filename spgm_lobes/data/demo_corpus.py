@@ -43,6 +43,7 @@ from scipy.signal import lfilter
 from tqdm import tqdm
 
 from ..dsp.audio import read_audio
+from .splits import shuffled_partition
 
 SAMPLE_RATE = 8000
 SPLITS = ("tr", "cv", "tt")
@@ -480,11 +481,10 @@ def _split_speakers(speakers, fractions, seed):
     """Speaker-disjoint ``{split: [speakers]}``, each split with >= 2 speakers."""
     if len(speakers) < 6:
         raise ValueError(f"need at least 6 speakers for a speaker-disjoint tr/cv/tt split, got {len(speakers)}")
-    order = [speakers[i] for i in np.random.default_rng([seed, 4]).permutation(len(speakers))]
-    n_cv = max(2, int(round(fractions[1] * len(order))))
-    n_tt = max(2, int(round(fractions[2] * len(order))))
-    n_tr = len(order) - n_cv - n_tt
-    return {"tr": sorted(order[:n_tr]), "cv": sorted(order[n_tr : n_tr + n_cv]), "tt": sorted(order[n_tr + n_cv :])}
+    n_cv = max(2, int(round(fractions[1] * len(speakers))))
+    n_tt = max(2, int(round(fractions[2] * len(speakers))))
+    tr, cv, tt = shuffled_partition(speakers, [len(speakers) - n_cv - n_tt, n_cv, None], [seed, 4])
+    return {"tr": sorted(tr), "cv": sorted(cv), "tt": sorted(tt)}
 
 
 def _check_output_root(root):

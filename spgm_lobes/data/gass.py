@@ -53,6 +53,7 @@ import torch
 
 from ..dsp.audio import AudioReadError, audio_info, read_audio, resample
 from .dynamic_mixing import EpochSeededDataset
+from .splits import shuffled_partition
 
 logger = logging.getLogger(__name__)
 
@@ -173,16 +174,14 @@ def split_category_files(files, valid_fraction=0.1, test_fraction=0.1, seed=0):
                 f"Category {category!r} has {len(groups)} {kind}; splitting into train/valid/test needs 3 or more "
                 "(or give a manifest with a 'split' column)."
             )
-        order = rng.permutation(len(groups))
         n_valid = max(1, round(valid_fraction * len(groups)))
         n_test = max(1, round(test_fraction * len(groups)))
         n_train = len(groups) - n_valid - n_test
         if n_train < 1:
             raise ValueError(f"Category {category!r}: no {kind} left for training with {len(groups)} {kind}.")
-        shuffled = [groups[i] for i in order]
-        splits["valid"][category] = [p for g in shuffled[:n_valid] for p in g]
-        splits["test"][category] = [p for g in shuffled[n_valid : n_valid + n_test] for p in g]
-        splits["train"][category] = [p for g in shuffled[n_valid + n_test :] for p in g]
+        parts = shuffled_partition(groups, [n_valid, n_test, None], rng)
+        for split, part in zip(("valid", "test", "train"), parts):
+            splits[split][category] = [p for g in part for p in g]
     return splits
 
 

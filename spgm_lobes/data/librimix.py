@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from spgm_lobes.data.csv_dataset import check_speaker_count, csvs_up_to_date, record_csv_options, write_csv
 from spgm_lobes.data.dynamic_mixing import SpeakerDrawingDataset
+from spgm_lobes.data.splits import shuffled_partition
 from spgm_lobes.dsp.audio import audio_info, read_audio, resample
 from spgm_lobes.dsp.loudness import LOUDNESS_BLOCK_SECONDS, extend_noise, fit_length, librimix_gains
 from spgm_lobes.workers import process_map
@@ -119,13 +120,8 @@ def split_speakers(speakers, n_dev, n_test, seed=0):
         raise ValueError(
             f"Cannot take {n_dev} dev + {n_test} test speakers out of {len(speakers)} and keep training speakers"
         )
-    order = np.random.default_rng(seed).permutation(len(speakers))
-    shuffled = [speakers[i] for i in order]
-    return {
-        "train-360": sorted(shuffled[n_dev + n_test :]),
-        "dev": sorted(shuffled[:n_dev]),
-        "test": sorted(shuffled[n_dev : n_dev + n_test]),
-    }
+    dev, test, train = shuffled_partition(speakers, [n_dev, n_test, None], seed)
+    return {"train-360": sorted(train), "dev": sorted(dev), "test": sorted(test)}
 
 
 def draw_combinations(utterances, n_src, rng, n_mixtures=None):
