@@ -22,7 +22,9 @@
    mixtures (``<output>/listen/index.html``);
 5. stages a publishable model folder with ``spgm-publish --dry-run``
    (``<output>/model``), loadable with
-   ``SepformerSeparation.from_hparams(source=<output>/model)``.
+   ``SepformerSeparation.from_hparams(source=<output>/model)``; its card names
+   the quickstart's corpus (``CARD_DATASETS``), not wsj0-2mix. It replaces only
+   what spgm-publish writes there and refuses a folder holding other files.
 
 The default corpus is synthetic (source-filter voices): the trained model
 separates such voices, not real speech. What it reaches is in the README's
@@ -89,6 +91,12 @@ GPU_TRAINING = {
 # On an H200 (shared with another run), 8 minutes gave 10.2 dB SI-SNRi, validation flat over the last two epochs
 # (bench/README.md), and keep the whole GPU quickstart under 10 minutes.
 DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 8.0}
+# Model-card dataset ids (spgm-publish --dataset): the quickstart's own corpora, not wsj0-2mix
+CARD_DATASETS = {"synthetic": "spgm-lobes-synthetic-2mix", "librispeech": "spgm-lobes-librispeech-2mix"}
+
+
+class QuickstartError(RuntimeError):
+    """The quickstart refused: the message names the folder and what is wrong."""
 
 
 def _yaml_mapping(values):
@@ -349,17 +357,29 @@ def write_listening_example(brain, corpus, output, utterances):
     return page
 
 
-def stage_model(output):
-    """Stages ``<output>/model`` with ``spgm-publish --dry-run`` (which checks that
-    ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint)."""
-    from .publish import main as publish_main
+def check_model_folder(output):
+    """``<output>/model``; raises :class:`QuickstartError` naming the files in it that spgm-publish does not write."""
+    from .publish import stage_foreign_files
 
     stage_dir = Path(output) / "model"
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
-    publish_main(
-        [str(Path(output) / "run"), "--repo", "local/spgm-quickstart", "--dry-run", "--stage-dir", str(stage_dir)]
-    )
+    foreign = stage_foreign_files(stage_dir)
+    if foreign:
+        raise QuickstartError(
+            f"{stage_dir} holds files the quickstart did not write ({', '.join(foreign)}): move them away "
+            "or choose another --output."
+        )
+    return stage_dir
+
+
+def stage_model(output, run_dir, dataset="custom"):
+    """Stages ``<output>/model`` from ``run_dir`` with ``spgm-publish --dry-run`` (which checks that
+    ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint); ``dataset`` is
+    the model card's dataset id. It replaces only what spgm-publish writes there and refuses a folder
+    holding other files."""
+    from .publish import publish
+
+    stage_dir = check_model_folder(output)
+    publish(run_dir, "local/spgm-quickstart", dry_run=True, stage_dir=stage_dir, dataset=dataset)
     return stage_dir
 
 
@@ -389,6 +409,7 @@ def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output).resolve()
     start = time.time()
+    check_model_folder(output)  # before training, not after
     corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
     brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
     utterances = read_results_csv(output / "run" / RESULTS_FILE).rows
@@ -396,7 +417,8 @@ def main(argv=None):
         raise ValueError(f"{output / 'run' / RESULTS_FILE} holds no test utterance")
     png, scores, gain = separate_example(brain, corpus, output, median_utterance(utterances))
     write_listening_example(brain, corpus, output, utterances)
-    stage_dir = stage_model(output)
+    dataset = CARD_DATASETS["librispeech" if args.librispeech else "synthetic"]
+    stage_dir = stage_model(output, output / "run", dataset)
     elapsed = time.time() - start
     print()
     print(f"Test set: {len(utterances)} mixtures of unseen speakers  ({output / 'run' / 'test_results.csv'})")
@@ -415,10 +437,17 @@ def main(argv=None):
 
 
 def console_main(argv=None):
-    """Entry point of ``spgm-quickstart``: runs :func:`main`, exit status 0 (``main`` returns its measurements)."""
-    main(argv)
+    """Entry point of ``spgm-quickstart``: runs :func:`main`; exit status 0, or 1 with the message when it
+    refuses (``main`` returns its measurements)."""
+    from .publish import PublishError
+
+    try:
+        main(argv)
+    except (QuickstartError, PublishError) as e:
+        print(f"spgm-quickstart: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(console_main(sys.argv[1:]))
