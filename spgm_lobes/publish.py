@@ -453,12 +453,20 @@ SPGM: *Prioritizing Local Features for enhanced speech separation performance*, 
     return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
 
 
+def stage_foreign_files(stage_dir):
+    """Names of the entries of ``stage_dir`` that spgm-publish does not write (none when it does not exist)."""
+    stage_dir = Path(stage_dir)
+    if not stage_dir.is_dir():
+        return []
+    return sorted(p.name for p in stage_dir.iterdir() if p.name not in STAGED_FILES + (LISTEN_DIR,))
+
+
 def _prepare_stage_dir(stage_dir):
     stage_dir = Path(stage_dir)
     if stage_dir.exists():
         if not stage_dir.is_dir():
             raise PublishError(f"Stage folder {stage_dir} exists and is not a folder.")
-        foreign = sorted(p.name for p in stage_dir.iterdir() if p.name not in STAGED_FILES + (LISTEN_DIR,))
+        foreign = stage_foreign_files(stage_dir)
         if foreign:
             raise PublishError(
                 f"Stage folder {stage_dir} holds files spgm-publish did not write ({', '.join(foreign)}); "

@@ -6,23 +6,40 @@
 
 1. writes the synthetic demo corpus (:mod:`spgm_lobes.data.demo_corpus`; or,
    with ``--librispeech``, a corpus cut from real speech in LibriSpeech layout)
-   in the wsj0-2mix layout under ``<output>/corpus``;
+   in the wsj0-2mix layout under ``<output>/corpus/<corpus>``;
 2. trains with the real WSJ0Mix recipe (its hparams, ``prepare_data`` and
    ``build_datasets`` of :mod:`spgm_lobes.data.wsj0mix`) and
    :class:`spgm_lobes.separation.SeparationBrain`, dynamic mixing from the
    training speakers, for a time budget (``--minutes``, through
    :class:`spgm_lobes.epoch_budget.TimeBudgetEpochCounter`): on the CPU a small
    SPGM-AP for 10 minutes (``MODEL``, ``TRAINING``), on a GPU the paper's
-   SPGM-AP-S in the fast regime for 8 minutes (``GPU_TRAINING``);
+   SPGM-AP-S in the fast regime for 8 minutes (``GPU_TRAINING``), in
+   ``<output>/run/<model>/<corpus>``;
 3. evaluates the best checkpoint on the test speakers and prints the SI-SNRi /
-   SDRi table (``<output>/run/test_results.csv``);
+   SDRi table (``<output>/run/<model>/<corpus>/test_results.csv``);
 4. separates one test mixture: ``<output>/example/*.wav`` and
    ``<output>/example/separation.png`` (spectrograms of mixture, estimates and
    references), and writes a listening page of the best, median and worst test
    mixtures (``<output>/listen/index.html``);
 5. stages a publishable model folder with ``spgm-publish --dry-run``
    (``<output>/model``), loadable with
-   ``SepformerSeparation.from_hparams(source=<output>/model)``.
+   ``SepformerSeparation.from_hparams(source=<output>/model)``; its card names
+   the quickstart's corpus (``CARD_DATASETS``), not wsj0-2mix.
+
+Corpus and run folders are per configuration, as SpeechBrain's ``results/<model>/<seed>``:
+``<corpus>`` is ``synthetic-seed0``, ``synthetic-debug-seed0`` or
+``librispeech-<folder name>[-debug]-seed<seed>``, ``<model>`` is ``spgm-ap-small``
+(CPU), ``spgm-ap-tiny`` (``--debug``) or ``spgm-ap-s-fast`` (GPU). Each folder
+records the options that made it in ``quickstart.json`` (corpus: kind, LibriSpeech
+folder, seed, sizes; run: recipe, architecture, training options, seed and corpus).
+A call with the same options reuses the corpus and resumes the run (the time budget
+is not one of them: a larger ``--minutes`` continues a finished run); a call with
+other options gets its own folders, so a ``--debug`` call never touches a real run.
+A folder made with other options under the same name is kept, and the new one is
+``<name>-2`` (a log line says so). Nothing is deleted but what the quickstart wrote:
+an interrupted corpus write is removed only when its folder holds nothing else, and
+``<output>/model`` is refused when it holds files spgm-publish does not write;
+``example/``, ``listen/`` and ``model/`` show the latest call.
 
 The default corpus is synthetic (source-filter voices): the trained model
 separates such voices, not real speech. What it reaches is in the README's
@@ -30,6 +47,8 @@ results table and, dated, in ``bench/README.md``.
 """
 
 import argparse
+import itertools
+import json
 import os
 import shutil
 import sys
@@ -89,52 +108,148 @@ GPU_TRAINING = {
 # On an H200 (shared with another run), 8 minutes gave 10.2 dB SI-SNRi, validation flat over the last two epochs
 # (bench/README.md), and keep the whole GPU quickstart under 10 minutes.
 DEFAULT_MINUTES = {"cpu": 10.0, "cuda": 8.0}
+RECORD_FILE = "quickstart.json"  # the options a corpus or run folder was made with
+# Model-card dataset ids (spgm-publish --dataset): the quickstart's own corpora, not wsj0-2mix
+CARD_DATASETS = {"synthetic": "spgm-lobes-synthetic-2mix", "librispeech": "spgm-lobes-librispeech-2mix"}
+
+
+class QuickstartError(RuntimeError):
+    """The quickstart refused: the message names the folder and what is wrong."""
 
 
 def _yaml_mapping(values):
     return "{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
 
 
-def make_corpus(output, librispeech=None, debug=False, seed=0):
-    """Writes (or reuses) ``<output>/corpus``; returns the corpus info dict."""
-    root = Path(output) / "corpus"
+def _json_value(options):
+    """``options`` as JSON reads them back (tuples become lists), for comparing with a record."""
+    return json.loads(json.dumps(options, sort_keys=True))
+
+
+def _read_record(folder):
+    """The options recorded in ``<folder>/quickstart.json``; ``None`` without a record, ``{}`` when unreadable."""
+    try:
+        return json.loads((Path(folder) / RECORD_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def options_folder(parent, tag, options, what):
+    """The folder of ``parent`` that holds the ``what`` (corpus, run) made with ``options``.
+
+    ``parent/tag`` when it does not exist yet (created, ``options`` recorded in its
+    ``quickstart.json``) or was made with the same options; a folder made with other options
+    is kept and the next of ``tag-2``, ``tag-3`` ... is tried, with a log line. A folder the
+    quickstart did not make (no record, not empty) is refused.
+
+    Example
+    -------
+    >>> parent = getfixture("tmp_path")
+    >>> options_folder(parent, "a", {"seed": 0}, "corpus").name, options_folder(parent, "a", {"seed": 0}, "corpus").name
+    ('a', 'a')
+    >>> options_folder(parent, "a", {"seed": 5}, "corpus").name  # doctest: +ELLIPSIS
+    The corpus in .../a was made with other options (seed 0, not 5): it is kept, and this one goes to .../a-2
+    'a-2'
+    """
+    options = _json_value(options)
+    for n in itertools.count(1):
+        folder = Path(parent) / (tag if n == 1 else f"{tag}-{n}")
+        recorded = _read_record(folder) if folder.is_dir() else None
+        if recorded == options:
+            return folder
+        if recorded is None:
+            if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+                raise QuickstartError(
+                    f"{folder} exists and was not made by the quickstart (no {RECORD_FILE}): "
+                    "move it away or choose another --output."
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / RECORD_FILE).write_text(json.dumps(options, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            return folder
+        differ = sorted(k for k in set(recorded) | set(options) if recorded.get(k) != options.get(k))
+        differ = ", ".join(f"{k} {recorded.get(k)}, not {options.get(k)}" for k in differ)
+        nxt = Path(parent) / f"{tag}-{n + 1}"
+        print(f"The {what} in {folder} was made with other options ({differ}): it is kept, and this one goes to {nxt}")
+
+
+def corpus_options(librispeech=None, debug=False, seed=0):
+    """What defines the quickstart's corpus: its kind, the LibriSpeech folder, the seed and the sizes.
+
+    Example
+    -------
+    >>> corpus_options(debug=True)["n_mixtures"], corpus_tag(corpus_options(debug=True, seed=3))
+    ({'tr': 4, 'cv': 2, 'tt': 2}, 'synthetic-debug-seed3')
+    """
     counts = CORPUS["debug" if debug else "full"]
+    if librispeech:
+        return {
+            "kind": "librispeech",
+            "debug": debug,
+            "librispeech": str(Path(librispeech).resolve()),
+            "n_mixtures": counts,
+            "segment_seconds": 2.0 if debug else 3.0,
+            "max_segments_per_speaker": 2 if debug else 8,
+            "max_speakers": 8 if debug else None,
+            "seed": seed,
+        }
+    if debug:
+        sizes = {"n_speakers": 8, "utterances_per_speaker": 2, "duration_range": [0.5, 0.8]}
+    else:  # many cheap synthetic speakers: the model generalises to unseen voices only when it saw many
+        sizes = {"n_speakers": 240, "utterances_per_speaker": 8, "split_fractions": [0.8, 0.1, 0.1]}
+    return {"kind": "synthetic", "debug": debug, **sizes, "n_mixtures": counts, "seed": seed}
+
+
+def corpus_tag(options):
+    """Folder name of a corpus under ``<output>/corpus``: kind (LibriSpeech folder name), debug, seed."""
+    kind = f"librispeech-{Path(options['librispeech']).name}" if options["kind"] == "librispeech" else "synthetic"
+    return f"{kind}{'-debug' if options['debug'] else ''}-seed{options['seed']}"
+
+
+CORPUS_ENTRIES = ("2speakers", "wsj0", "speakers.csv", "README.txt", RECORD_FILE)  # what a corpus folder holds
+
+
+def make_corpus(output, librispeech=None, debug=False, seed=0):
+    """Writes (or reuses) the corpus of these options, ``<output>/corpus/<tag>`` (:func:`corpus_tag`,
+    :func:`options_folder`); returns the corpus info dict (with ``options`` and ``dataset``, the model card's id)."""
+    options = corpus_options(librispeech, debug, seed)
+    root = options_folder(Path(output) / "corpus", corpus_tag(options), options, "corpus")
+    dataset = CARD_DATASETS[options["kind"]]
     done = root / "2speakers" / "DONE"
     if done.is_file():
         print(f"Reusing the corpus in {root}")
-        return {"data_folder": root / "2speakers", "base_folder_dm": root / "wsj0" / "si_tr_s"}
-    if root.exists():
-        shutil.rmtree(root)  # an interrupted earlier write
+        info = {"root": root, "data_folder": root / "2speakers", "base_folder_dm": root / "wsj0" / "si_tr_s"}
+        return {**info, "options": _json_value(options), "dataset": dataset}
+    _remove_interrupted_corpus(root)
     start = time.time()
+    kwargs = {k: v for k, v in options.items() if k not in ("kind", "debug", "librispeech")}
     if librispeech:
-        info = build_librispeech_corpus(
-            librispeech,
-            root,
-            n_mixtures=counts,
-            segment_seconds=2.0 if debug else 3.0,
-            max_segments_per_speaker=2 if debug else 8,
-            max_speakers=8 if debug else None,
-            seed=seed,
-        )
-    elif debug:
-        info = generate_demo_corpus(
-            root, n_speakers=8, utterances_per_speaker=2, n_mixtures=counts, duration_range=(0.5, 0.8), seed=seed
-        )
+        info = build_librispeech_corpus(options["librispeech"], root, **kwargs)
     else:
-        # many cheap synthetic speakers: the model generalises to unseen voices only when it saw many
-        info = generate_demo_corpus(
-            root,
-            n_speakers=240,
-            utterances_per_speaker=8,
-            split_fractions=(0.8, 0.1, 0.1),
-            n_mixtures=counts,
-            seed=seed,
-        )
+        info = generate_demo_corpus(root, **kwargs)
     done.write_text("complete\n")
     kind = "LibriSpeech-layout speech" if librispeech else "synthetic voices"
     speakers = {k: len(v) for k, v in info["speakers"].items()}
     print(f"Corpus ({kind}) written to {root} in {time.time() - start:.1f} s: speakers {speakers}")
-    return info
+    return {**info, "options": _json_value(options), "dataset": dataset}
+
+
+def _remove_interrupted_corpus(root):
+    """Removes what an interrupted write of the corpus left in ``root`` (the quickstart's own entries only)."""
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in CORPUS_ENTRIES)
+    if foreign:
+        raise QuickstartError(
+            f"{root} holds files the quickstart did not write ({', '.join(foreign)}): move them away "
+            "or choose another --output."
+        )
+    for name in CORPUS_ENTRIES[:-1]:
+        path = root / name
+        if path.is_dir():
+            print(f"Removing the interrupted corpus write {path}")
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def busy_cores(interval=0.5, cpus=None):
@@ -226,12 +341,23 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
         print(f"Training on the CPU with {torch.get_num_threads()} thread(s)")
+    # the run's folder is tied to what defines it (not the time budget: a larger --minutes continues it)
+    run_options = {
+        "hparams": hparams_name,
+        "arch": arch,
+        "training": {k: v for k, v in training.items() if k != "num_workers"},
+        "seed": seed,
+        "corpus": corpus.get("options", {"data_folder": str(corpus["data_folder"])}),
+    }
+    model_tag = GPU_ARCHITECTURE + "-fast" if gpu else ("spgm-ap-tiny" if debug else "spgm-ap-small")
+    corpus_name = Path(corpus.get("root", Path(corpus["data_folder"]).parent)).name
+    run_dir = options_folder(Path(output) / "run" / model_tag, corpus_name, run_options, "run")
     argv = [
         str(recipe_hparams_path("WSJ0Mix/separation", hparams_name)),
         "--data_folder",
         str(corpus["data_folder"]),
         "--output_folder",
-        str(Path(output) / "run"),
+        str(run_dir),
         "--dynamic_mixing",
         "True",
         "--base_folder_dm",
@@ -250,6 +376,7 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
     start = time.time()
     brain = run_recipe(argv, wsj0mix.prepare_data, wsj0mix.build_datasets)
     brain.quickstart_seconds = time.time() - start
+    brain.quickstart_run = run_dir
     return brain
 
 
@@ -349,17 +476,29 @@ def write_listening_example(brain, corpus, output, utterances):
     return page
 
 
-def stage_model(output):
-    """Stages ``<output>/model`` with ``spgm-publish --dry-run`` (which checks that
-    ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint)."""
-    from .publish import main as publish_main
+def check_model_folder(output):
+    """``<output>/model``; raises :class:`QuickstartError` naming the files in it that spgm-publish does not write."""
+    from .publish import stage_foreign_files
 
     stage_dir = Path(output) / "model"
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
-    publish_main(
-        [str(Path(output) / "run"), "--repo", "local/spgm-quickstart", "--dry-run", "--stage-dir", str(stage_dir)]
-    )
+    foreign = stage_foreign_files(stage_dir)
+    if foreign:
+        raise QuickstartError(
+            f"{stage_dir} holds files the quickstart did not write ({', '.join(foreign)}): move them away "
+            "or choose another --output."
+        )
+    return stage_dir
+
+
+def stage_model(output, run_dir, dataset="custom"):
+    """Stages ``<output>/model`` from ``run_dir`` with ``spgm-publish --dry-run`` (which checks that
+    ``SepformerSeparation.from_hparams`` loads it and separates like the checkpoint); ``dataset`` is
+    the model card's dataset id. It replaces only what spgm-publish writes there and refuses a folder
+    holding other files."""
+    from .publish import publish
+
+    stage_dir = check_model_folder(output)
+    publish(run_dir, "local/spgm-quickstart", dry_run=True, stage_dir=stage_dir, dataset=dataset)
     return stage_dir
 
 
@@ -389,17 +528,19 @@ def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output).resolve()
     start = time.time()
+    check_model_folder(output)  # before training, not after
     corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
     brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
-    utterances = read_results_csv(output / "run" / RESULTS_FILE).rows
+    run_dir = brain.quickstart_run
+    utterances = read_results_csv(run_dir / RESULTS_FILE).rows
     if not utterances:
-        raise ValueError(f"{output / 'run' / RESULTS_FILE} holds no test utterance")
+        raise ValueError(f"{run_dir / RESULTS_FILE} holds no test utterance")
     png, scores, gain = separate_example(brain, corpus, output, median_utterance(utterances))
     write_listening_example(brain, corpus, output, utterances)
-    stage_dir = stage_model(output)
+    stage_dir = stage_model(output, run_dir, corpus["dataset"])
     elapsed = time.time() - start
     print()
-    print(f"Test set: {len(utterances)} mixtures of unseen speakers  ({output / 'run' / 'test_results.csv'})")
+    print(f"Test set: {len(utterances)} mixtures of unseen speakers  ({run_dir / RESULTS_FILE})")
     print(results_table(utterances))
     print(f"Example separation (the median test mixture): {png}")
     print(f"  SI-SNR {scores[0]:.1f} / {scores[1]:.1f} dB, SI-SNRi {gain:+.1f} dB")
@@ -410,15 +551,24 @@ def main(argv=None):
         "sdr_i": float(np.mean([u["sdr_i"] for u in utterances])),
         "png": png,
         "model": stage_dir,
+        "corpus": corpus["root"],
+        "run": run_dir,
         "seconds": elapsed,
     }
 
 
 def console_main(argv=None):
-    """Entry point of ``spgm-quickstart``: runs :func:`main`, exit status 0 (``main`` returns its measurements)."""
-    main(argv)
+    """Entry point of ``spgm-quickstart``: runs :func:`main`; exit status 0, or 1 with the message when it
+    refuses (``main`` returns its measurements)."""
+    from .publish import PublishError
+
+    try:
+        main(argv)
+    except (QuickstartError, PublishError) as e:
+        print(f"spgm-quickstart: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(console_main(sys.argv[1:]))

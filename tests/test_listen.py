@@ -264,7 +264,7 @@ def test_quickstart_page_plays_in_chromium(tmp_path):
     from spgm_lobes.quickstart import main
 
     output = tmp_path / "quickstart"
-    main(["--output", str(output), "--debug", "--minutes", "0"])
+    run_dir = main(["--output", str(output), "--debug", "--minutes", "0"])["run"]
     index = output / "listen" / "index.html"
     screenshot = tmp_path / "quickstart_listen.png"
     try:
@@ -274,7 +274,7 @@ def test_quickstart_page_plays_in_chromium(tmp_path):
     keep_screenshot(screenshot)
 
     assert not report["timed_out"] and report["errors"] == [] and page_problems(report) == []
-    rows = {r["snt_id"]: r for r in read_results_csv(output / "run" / "test_results.csv").rows}
+    rows = {r["snt_id"]: r for r in read_results_csv(run_dir / "test_results.csv").rows}
     shown = {m["id"] for m in report["metrics"]}
     assert len(rows) == 2 and shown == set(rows)  # debug test set: best (and median), worst
     assert len(report["audio"]) == 5 * len(shown) and len(report["images"]) == len(report["audio"])

@@ -110,4 +110,4 @@ def test_commands_run_from_the_unpacked_wheel_alone(wheel, tmp_path):
 
     python("-c", CONSOLE_SCRIPT, "spgm-quickstart", "--output", "quickstart", "--debug", "--minutes", "0", timeout=600)
     assert (work / "quickstart" / "model" / "hyperparams.yaml").is_file()
-    assert (work / "quickstart" / "run" / "test_results.csv").is_file()
+    assert (work / "quickstart" / "run" / "spgm-ap-tiny" / "synthetic-debug-seed0" / "test_results.csv").is_file()
