@@ -1,6 +1,7 @@
 """Listening pages: files, metrics, size budget, folder rules; the quickstart's page in headless Chromium."""
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -159,6 +160,15 @@ def test_a_silent_row_is_written_as_it_is(tmp_path):
     index = write_listening_page(tmp_path / "p", [silent, example("x", references=False)])
     mix, _ = sf.read(index.parent / "audio" / "001_silent_mixture.wav")
     assert len(mix) == 4000 and not mix.any()
+
+
+def test_a_silent_reference_has_no_sdr_but_a_page(tmp_path):
+    item = example("quiet-ref")
+    item["references"][1] = np.zeros_like(item["references"][1])
+    index = write_listening_page(tmp_path / "p", [item])
+    per_source = page_metrics(index)["sources"]["quiet-ref"]  # the page's own numbers, read back
+    assert math.isnan(per_source["sdr_i"][1]) and math.isfinite(per_source["sdr_i"][0])
+    assert all(math.isfinite(v) for v in per_source["si-snr"])
 
 
 def test_size_budget_cuts_every_signal_to_one_excerpt(tmp_path):

@@ -24,10 +24,14 @@ METRIC_COLUMNS = ("sdr", "sdr_i", "si-snr", "si-snr_i")
 
 def _best_permutation(score_matrix):
     """``(mean score, permutation)`` of the assignment with the highest mean score of a ``[C, C]``
-    (reference, estimate) matrix: ``permutation[i]`` is the estimate matched with reference ``i``."""
-    loss, index = permutation_min(-score_matrix.unsqueeze(0))
+    (reference, estimate) matrix: ``permutation[i]`` is the estimate matched with reference ``i``.
+
+    A NaN score (the SDR of a silent reference, which is undefined) counts as 0 in the choice, the same for
+    every permutation, and makes the mean NaN."""
+    _, index = permutation_min(-torch.nan_to_num(score_matrix, nan=0.0).unsqueeze(0))
     C = score_matrix.shape[-1]
-    return -loss.item(), next(itertools.islice(itertools.permutations(range(C)), int(index), None))
+    order = next(itertools.islice(itertools.permutations(range(C)), int(index), None))
+    return sum(float(score_matrix[i, j]) for i, j in enumerate(order)) / C, order
 
 
 def si_snr_pit(est, refs):
@@ -67,9 +71,14 @@ def _sdr_pairs(est, refs):
     One pair per call: a batched call (twice as fast on a CPU) solves its distortion filters with a batched
     float64 ``torch.linalg.solve``, which in the MKL build of torch 2.14 fails ("Intel oneMKL ERROR: Parameter 6
     was incorrect on entry to DLASWP", then hangs) once ``torch.set_num_threads(n >= 2)`` has been called, as the
-    quickstart does."""
+    quickstart does.
+
+    A silent (all-zero) reference gives NaN, as BSS-eval leaves it undefined (``mir_eval`` refuses it)."""
     est, refs = est.detach().double(), refs.detach().double()
-    return torch.stack([signal_distortion_ratio(est[:, k], refs[:, k]) for k in range(est.shape[1])])
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    return torch.stack(  # a silent reference has no SDR (its distortion filter is singular): NaN
+        [signal_distortion_ratio(est[:, k], refs[:, k]) if refs[:, k].any() else nan for k in range(est.shape[1])]
+    )
 
 
 def _all_pairs(est, refs):

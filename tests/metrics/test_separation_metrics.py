@@ -1,3 +1,4 @@
+import math
 import subprocess
 import sys
 
@@ -56,3 +57,13 @@ def test_metrics_after_set_num_threads():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "True" and "ERROR" not in done.stdout + done.stderr
+
+
+def test_a_silent_reference_has_a_nan_sdr_and_the_others_keep_theirs():
+    refs = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0))
+    refs[:, 1] = 0.0
+    est = refs.flip(-1) + 0.1 * torch.randn(4000, 2, generator=torch.Generator().manual_seed(1))
+    m = per_source_metrics(est, refs, refs.sum(-1))
+    assert m["sdr_order"] == m["order"] == (1, 0)  # the silent reference does not decide the permutation
+    assert math.isnan(m["sdr"][1]) and m["sdr"][0] > 15
+    assert all(math.isfinite(v) for v in m["si-snr"])
