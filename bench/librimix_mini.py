@@ -208,6 +208,15 @@ def write_page(train_dir, work, html_dir):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
+    if args.html:  # known before the training, not after it
+        from spgm_lobes.listen import check_page_folder
+
+        if Path(args.html).resolve() == out:
+            sys.exit(f"librimix_mini: --html {args.html} is the --out folder, which takes the run's files")
+        try:
+            check_page_folder(Path(args.html).resolve())
+        except FileExistsError as e:
+            sys.exit(f"librimix_mini: --html: {e}")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work_dir or Path(tempfile.gettempdir()) / "librimix_mini").resolve()
     data_dir, save_dir, train_dir = work / "data", work / "save", out / "train"
@@ -230,9 +239,6 @@ def main(argv=None):
     times["train_and_test_min"] = (time.monotonic() - start) / 60
 
     metrics, n_test, epochs = read_results(train_dir)
-    if args.html:
-        page, megabytes, seconds = write_page(train_dir, work, Path(args.html).resolve())
-        print(f"Listening page: {page} ({n_test} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)")
     result = {
         "hparams": Path(args.hparams).stem,
         "quick": args.quick,
@@ -260,6 +266,12 @@ def main(argv=None):
     print("\n".join(table))
     (out / "results.md").write_text("\n".join(table) + "\n")
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.html:  # after the results: a page that cannot be written loses nothing else
+        try:
+            page, megabytes, seconds = write_page(train_dir, work, Path(args.html).resolve())
+            print(f"Listening page: {page} ({n_test} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)")
+        except (OSError, ValueError) as e:
+            print(f"No listening page: {e}", file=sys.stderr)
     if not args.keep_data:
         for folder in (data_dir / "Libri2Mix" / "wav8k", data_dir / "toy_librispeech"):
             shutil.rmtree(folder, ignore_errors=True)

@@ -412,9 +412,12 @@ def run(args):
     (out / "time_to_quality.md").write_text(table + "\n")
     plot([out] + [Path(c) for c in args.compare], out / "time_to_quality.png")
     if args.html:
-        page, megabytes, seconds = lbm.write_page(train_dir, work, Path(args.html).resolve())
-        n = len(brain.test_rows)
-        print(f"Listening page: {page} ({n} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)", flush=True)
+        try:
+            page, megabytes, seconds = lbm.write_page(train_dir, work, Path(args.html).resolve())
+            n = len(brain.test_rows)
+            print(f"Listening page: {page} ({n} mixtures, {megabytes:.1f} MB, written in {seconds:.1f} s)", flush=True)
+        except (OSError, ValueError) as e:  # the CSV, table and plot are written already
+            print(f"No listening page: {e}", file=sys.stderr, flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return marks["rows"]
 
@@ -494,6 +497,15 @@ def plot(folders, png):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.html and not args.summarize:  # known before the training, not after it
+        from spgm_lobes.listen import check_page_folder
+
+        if Path(args.html).resolve() == Path(args.out).resolve():
+            sys.exit(f"time_to_quality: --html {args.html} is the --out folder, which takes the run's files")
+        try:
+            check_page_folder(Path(args.html).resolve())
+        except FileExistsError as e:
+            sys.exit(f"time_to_quality: --html: {e}")
     if args.summarize:
         rows = [r for r in read_rows(args.summarize) if r["kind"] != "mark"]
         print(markdown_table(rows))

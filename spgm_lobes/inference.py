@@ -493,6 +493,15 @@ def main(argv=None):
     for option, folder in (("--out", args.out), ("--html", args.html)):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             parser.error(f"{option} {folder} is a file, not a folder")
+    if args.html:  # known before separating, not after
+        from .listen import check_page_folder
+
+        if Path(args.html).resolve() == Path(args.out).resolve():
+            parser.error(f"--html {args.html} is the --out folder; give the page its own folder")
+        try:
+            check_page_folder(Path(args.html))
+        except FileExistsError as e:
+            parser.error(f"--html: {e}")
 
     stems = {}
     for path in args.mixtures:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from .metrics import per_source_metrics
 from .plotting import spectrogram_images
-from .workers import process_map
+from .workers import available_cpus, process_map
 
 GENERATOR = "spgm-lobes listening page"
 PAGE_FILES = ("index.html", "audio", "img")
@@ -278,7 +278,8 @@ audio { display: block; width: 100%; height: 2rem; margin-top: .2rem; }
 def _figure(caption, image, audio, alt, scores=""):
     return (
         f'<figure><figcaption>{caption}{scores}</figcaption><img class="spectrogram" src="{quote(image)}" '
-        f'alt="{html.escape(alt)}"><audio controls preload="metadata" src="{quote(audio)}"></audio></figure>'
+        f'alt="{html.escape(alt)}"><audio controls preload="metadata" aria-label="{html.escape(caption)}" '
+        f'src="{quote(audio)}"></audio></figure>'
     )
 
 
@@ -355,8 +356,21 @@ def _summary_table(examples, values):
     return f'<table class="summary">{"".join(lines)}</table>'
 
 
-def _prepare_folder(folder):
-    """Checks that ``folder`` is new, empty or an earlier listening page (which is replaced)."""
+def check_page_folder(folder):
+    """Checks that ``folder`` is new, empty or an earlier listening page (which is replaced); raises
+    ``FileExistsError`` naming the files it holds otherwise. Long jobs call it before their work, so
+    that a page that could not be written is known at the start.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "notes.txt").write_text("mine")
+    >>> check_page_folder(folder)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... holds files a listening page does not write (notes.txt); choose another folder
+    """
+    folder = Path(folder)
     if not folder.exists():
         return
     if not folder.is_dir():
@@ -430,7 +444,7 @@ def write_listening_page(
     (5, 5, True, False)
     """
     folder = Path(folder)
-    _prepare_folder(folder)
+    check_page_folder(folder)
     if results is not None and not isinstance(results, Mapping):
         results = {str(row["snt_id"]): row for row in results}
     checked = [_checked(example, index) for index, example in enumerate(examples)]
@@ -450,7 +464,7 @@ def write_listening_page(
         excerpt = max_seconds if excerpt is None else min(excerpt, max_seconds)
 
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if len(checked) >= WORKERS_FROM else 0
+        workers = available_cpus() if len(checked) >= WORKERS_FROM else 0
     prepared = _score_all(checked, workers)
     values = [_summary_values(example, results) for example in prepared]
 
@@ -751,6 +765,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the audio metadata")
     parser.add_argument("--play", action="store_true", help="also play every player (muted) to its end")
     args = parser.parse_args(argv)
+    if not Path(args.page).is_file():
+        parser.error(f"{args.page}: no such file")
     try:
         report = browse_page(args.page, args.screenshot, args.timeout, play=args.play)
     except BrowserUnavailable as e:

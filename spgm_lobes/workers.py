@@ -2,8 +2,22 @@
 
 import contextlib
 import functools
+import os
 
 import torch
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity on Linux; ``os.cpu_count()`` where there is none, as on macOS).
+
+    Example
+    -------
+    >>> available_cpus() >= 1
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -140,6 +140,12 @@ def test_a_file_that_fails_to_separate_is_reported_and_others_separated(model_di
     with pytest.raises(SystemExit):  # --out names a file: refused before anything is loaded or written
         main([str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(tmp_path / "a.wav")])
     assert "--out " + str(tmp_path / "a.wav") + " is a file" in capsys.readouterr().err
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):  # a page folder holding other files: refused before separating
+        main([str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o2"),
+              "--html", str(tmp_path / "page")])  # fmt: skip
+    assert "notes.txt" in capsys.readouterr().err and not (tmp_path / "o2").exists()
 
 
 def test_missing_or_incomplete_model(tmp_path, model_dir, capsys):

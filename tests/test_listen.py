@@ -302,3 +302,12 @@ def test_quickstart_page_plays_in_chromium(tmp_path):
         assert np.mean(values["si-snr_i"]) == pytest.approx(rows[snt_id]["si-snr_i"], abs=1e-3)
         assert np.mean(values["sdr_i"]) == pytest.approx(rows[snt_id]["sdr_i"], abs=1e-3)
     assert screenshot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_players_are_named_and_a_missing_page_is_named(tmp_path, capsys):
+    index = write_listening_page(tmp_path / "p", [example("named")])
+    labels = re.findall(r'<audio[^>]* aria-label="([^"]+)"', index.read_text())
+    assert labels == ["Mixture", "Estimate 1", "Estimate 2", "Reference 1", "Reference 2"]
+    with pytest.raises(SystemExit):
+        listen.main([str(tmp_path / "nowhere" / "index.html")])
+    assert "nowhere/index.html: no such file" in capsys.readouterr().err

@@ -29,3 +29,15 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     assert summary == {snt_id: {k: v for k, v in row.items() if k != "snt_id"} for snt_id, row in rows.items()}
     assert (tmp_path / "page" / "index.html").read_text().count("<audio") == 5 * 2
     assert not (out / "train" / "audio_results").exists()
+
+
+@pytest.mark.parametrize("script", ["librimix_mini", "time_to_quality"])
+def test_a_page_folder_that_cannot_take_the_page_is_refused_before_training(script, tmp_path, capsys):
+    bench = load_script(REPO_ROOT / "bench" / f"{script}.py", script)
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "notes.txt").write_text("mine")
+    work = ["--work_dir", str(tmp_path / "work")]
+    for html, named in [(tmp_path / "page", "notes.txt"), (tmp_path / "out", "is the --out folder")]:
+        with pytest.raises(SystemExit, match=named):
+            bench.main(["--quick", "--out", str(tmp_path / "out"), "--html", str(html), *work])
+    assert not (tmp_path / "work").exists() and (tmp_path / "page" / "notes.txt").read_text() == "mine"
