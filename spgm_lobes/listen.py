@@ -351,9 +351,15 @@ def _summary_table(examples, values):
         lines.append(f'<tr data-id="{snt_id}"><td>{number}</td><td><a href="#ex{number:03d}">{snt_id}</a></td>'
                      f"<td>{label}</td>{cells}</tr>")  # fmt: skip
     if keys and len(examples) > 1:
-        means = "".join(f"<td>{np.mean([v[key] for v in values if key in v]):.2f}</td>" for key in keys)
+        means = "".join(f"<td>{_defined_mean([v[key] for v in values if key in v]):.2f}</td>" for key in keys)
         lines.append(f'<tr class="mean"><td></td><td>mean of the {len(examples)} rows</td><td></td>{means}</tr>')
     return f'<table class="summary">{"".join(lines)}</table>'
+
+
+def _defined_mean(values):
+    """Mean of the values that are not NaN (a silent reference has no SDR); NaN when none is."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def check_page_folder(folder):

@@ -1093,10 +1093,12 @@ def _prepare_out_dir(out, source_folder=None):
             )
         record = read_marker(out)
         written = record.get("files") if record is not None and isinstance(record.get("files"), dict) else {}
+        earlier_version = record is not None and "source" in record and "files" not in record  # names only
         unrecorded = [
             name
             for name in IMPORT_FILES
             if name != MARKER
+            and not earlier_version
             and ((out / name).exists() or (out / name).is_symlink())
             and ((out / name).is_symlink() or not (out / name).is_file() or written.get(name) != _sha256(out / name))
         ]
@@ -1339,10 +1341,12 @@ def read_marker(folder):
 
 
 def imported_from(folder, source):
-    """Whether ``folder`` holds a complete import of ``source`` (its ``spgm_import.json`` says so)."""
+    """Whether ``folder`` holds a complete import of ``source`` (its ``spgm_import.json`` says so). An
+    import by an earlier version (a record without file hashes) does not count: it is imported again, since
+    that version read a checkpoint folder's training hyperparams wrongly."""
     folder = Path(folder)
     info = read_marker(folder)
-    if info is None or info.get("passed_through"):
+    if info is None or info.get("passed_through") or "files" not in info:
         return False
     complete = all((folder / name).is_file() for name in IMPORT_FILES)
     return complete and info.get("source") in (str(source), source_key(source))

@@ -547,8 +547,8 @@ def main(argv=None):
     print(f"Model folder: {stage_dir}  (SepformerSeparation.from_hparams(source='{stage_dir}'))")
     print(f"Total time {elapsed / 60:.1f} min on {brain.device}")
     return {
-        "si_snr_i": float(np.mean([u["si-snr_i"] for u in utterances])),
-        "sdr_i": float(np.mean([u["sdr_i"] for u in utterances])),
+        "si_snr_i": float(np.nanmean([u["si-snr_i"] for u in utterances])),
+        "sdr_i": float(np.nanmean([u["sdr_i"] for u in utterances])),
         "png": png,
         "model": stage_dir,
         "corpus": corpus["root"],

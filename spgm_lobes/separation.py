@@ -508,10 +508,17 @@ class SeparationBrain(sb.Brain):
     def test_result_tables(self, rows):
         """What the test stage writes, from the per-utterance ``rows``: ``({file name: (columns, rows)}, averages)``,
         the averages being the values logged. Default: ``test_results.csv`` with one row per utterance and an
-        ``avg`` row (:mod:`spgm_lobes.metrics.results`)."""
+        ``avg`` row (:mod:`spgm_lobes.metrics.results`), the mean of the defined values of each column (an
+        utterance with a silent reference has no SDR: NaN, left out of that mean with a warning)."""
         columns = list(rows[0].keys()) if rows else ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
         metrics = [c for c in columns if c != "snt_id"]
-        avg = {c: sum(r[c] for r in rows) / max(len(rows), 1) for c in metrics}
+        avg = {}
+        for c in metrics:
+            values = [r[c] for r in rows if not math.isnan(r[c])]
+            avg[c] = sum(values) / len(values) if values else (math.nan if rows else 0.0)
+            if len(values) < len(rows):
+                logger.warning("%d of %d test utterances have no %s (a silent reference); avg is of the others.",
+                               len(rows) - len(values), len(rows), c)  # fmt: skip
         return {RESULTS_FILE: (columns, rows + [{"snt_id": "avg", **avg}])}, avg
 
     def write_test_results(self, rows):

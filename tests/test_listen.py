@@ -165,7 +165,9 @@ def test_a_silent_row_is_written_as_it_is(tmp_path):
 def test_a_silent_reference_has_no_sdr_but_a_page(tmp_path):
     item = example("quiet-ref")
     item["references"][1] = np.zeros_like(item["references"][1])
-    index = write_listening_page(tmp_path / "p", [item])
+    index = write_listening_page(tmp_path / "p", [item, example("other")])
+    mean_row = re.search(r'<tr class="mean">(.*?)</tr>', index.read_text()).group(1)
+    assert "nan" not in mean_row  # the mean of the rows that have an SDR
     per_source = page_metrics(index)["sources"]["quiet-ref"]  # the page's own numbers, read back
     assert math.isnan(per_source["sdr_i"][1]) and math.isfinite(per_source["sdr_i"][0])
     assert all(math.isfinite(v) for v in per_source["si-snr"])

@@ -12,7 +12,7 @@ from speechbrain.inference.separation import SepformerSeparation
 from spgm_lobes import pretrained
 from spgm_lobes.inference import SPGMSeparation, load_model, separate_sources
 from spgm_lobes.inference import main as separate_main
-from spgm_lobes.pretrained import PretrainedFormatError, import_model, prepare_source, read_source
+from spgm_lobes.pretrained import PretrainedFormatError, import_model, imported_from, prepare_source, read_source
 from spgm_lobes.testing import (
     TINY_SPGM_CONFIG,
     authors_layout_modules,
@@ -369,6 +369,19 @@ def test_an_import_never_overwrites_files_it_did_not_write(hub_folder, tmp_path,
     with pytest.raises(PretrainedFormatError, match=r"holds hyperparams.yaml, which spgm-import did not write"):
         import_model(source, out, **QUIET)
     assert (out / "hyperparams.yaml").read_text().endswith("# my note\n")
+
+
+def test_an_import_by_the_earlier_version_is_imported_again(hub_folder, tmp_path):
+    out = tmp_path / "out"
+    import_model(hub_folder, out, **QUIET)
+    record = json.loads((out / "spgm_import.json").read_text())
+    del record["files"]  # as the earlier version wrote it (file names only)
+    (out / "spgm_import.json").write_text(json.dumps(record))
+    (out / "encoder.ckpt").write_bytes(b"an earlier import's weights")
+    assert not imported_from(out, hub_folder)  # not trusted: imported again ...
+    folder, _ = prepare_source(str(hub_folder), savedir=str(out), log=lambda *a: None)
+    assert folder == str(out) and imported_from(out, hub_folder)  # ... into the same folder, its files replaced
+    assert (out / "encoder.ckpt").read_bytes() != b"an earlier import's weights"
 
 
 def test_command_line(hub_folder, tmp_path, capsys):

@@ -511,3 +511,13 @@ def test_subclasses_cannot_drop_the_main_process_guard():
         class Unguarded(SeparationBrain):
             def write_test_results(self, rows):
                 return {}
+
+
+def test_the_avg_row_leaves_out_an_undefined_sdr():
+    rows = [
+        {"snt_id": "a", "sdr": 10.0, "sdr_i": 8.0, "si-snr": 9.0, "si-snr_i": 7.0},
+        {"snt_id": "b", "sdr": float("nan"), "sdr_i": float("nan"), "si-snr": 5.0, "si-snr_i": 3.0},  # silent reference
+    ]
+    tables, avg = SeparationBrain.test_result_tables(None, rows)
+    assert avg == {"sdr": 10.0, "sdr_i": 8.0, "si-snr": 7.0, "si-snr_i": 5.0}
+    assert tables["test_results.csv"][1][-1] == {"snt_id": "avg", **avg}
