@@ -42,6 +42,7 @@ import logging
 import math
 import time
 from collections import namedtuple
+from pathlib import Path
 
 import yaml
 from speechbrain.utils import distributed
@@ -132,6 +133,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._step_s = 0.0  # seconds per training step, of the last epoch that measured them (note_train_steps)
         self.warmup_s = 0.0
         self.plan = None  # an EpochPlan under DDP, the same on every process; None in a single process
+        self.saved_budget_s = None  # the budget of the run a checkpoint was recovered from (its budget file)
 
     def note_warmup(self, seconds):
         """Records ``seconds`` of one-off warm-up (compilation) inside the running epoch: they
@@ -258,51 +260,62 @@ class TimeBudgetEpochCounter(EpochCounter):
             raise StopIteration
         return super().__next__()
 
+    @staticmethod
+    def budget_path(path):
+        """Where the budget state is saved beside the epoch file ``path`` (``counter.ckpt`` ->
+        ``counter.budget.yaml``): the epoch file stays SpeechBrain's ``EpochCounter`` format, so that a run
+        saved with a budget can be resumed with SpeechBrain's counter, and the other way round."""
+        path = Path(path)
+        return path.with_name(f"{path.stem}.budget.yaml")
+
     @mark_as_saver
     def _save(self, path):
         state = {
-            "current": self.current,
             "training_s": self.training_seconds(),
             "epoch_lengths_s": list(self._epoch_lengths_s),
             "running_epoch_s": self._running_epoch_seconds(),
             "epoch_start_s": self._epoch_start_s,
             "warmup_s": self.warmup_s,
             "step_s": self._step_s,
+            "budget_s": self.budget_s,
         }
-        with open(path, "w", encoding="utf-8") as fo:
-            yaml.safe_dump({k: v if k == "current" else _plain(v) for k, v in state.items()}, fo)
+        with open(self.budget_path(path), "w", encoding="utf-8") as fo:  # first: a complete epoch file has it
+            yaml.safe_dump({k: None if v is None else _plain(v) for k, v in state.items()}, fo)
+        super()._save(path)
 
     @mark_as_loader
     def _recover(self, path, end_of_epoch=True):
         """Restores the epoch and the training time so far; after an end-of-epoch checkpoint the epoch
         it was saved in counts as finished, after an intra-epoch one it goes on (SpeechBrain runs it
         again from where it was saved). A checkpoint of SpeechBrain's ``EpochCounter`` (the epoch
-        alone) starts the budget afresh, with a log line."""
-        with open(path, encoding="utf-8") as fi:
-            text = fi.read()
+        alone, no budget file beside it) starts the budget afresh, with a log line."""
+        try:
+            super()._recover(path, end_of_epoch)
+        except ValueError as err:
+            raise ValueError(f"{path}: not an epoch counter checkpoint ({err})") from err
+        budget_file = self.budget_path(path)
+        if not budget_file.is_file():
+            logger.info("%s holds the epoch only (SpeechBrain's EpochCounter): the time budget starts afresh.", path)
+            return
+        text = budget_file.read_text(encoding="utf-8")
         try:
             state = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not an epoch counter checkpoint ({err})") from err
-        if isinstance(state, int):
-            super()._recover(path, end_of_epoch)
-            logger.info("%s holds the epoch only (SpeechBrain's EpochCounter): the time budget starts afresh.", path)
-            return
-        if not isinstance(state, dict) or not {"current", "training_s", "epoch_lengths_s"} <= set(state):
-            raise ValueError(f"{path}: not an epoch counter checkpoint: {text[:200]!r}")
+            raise ValueError(f"{budget_file}: not a time budget checkpoint ({err})") from err
+        if not isinstance(state, dict) or not {"training_s", "epoch_lengths_s"} <= set(state):
+            raise ValueError(f"{budget_file}: not a time budget checkpoint: {text[:200]!r}")
         self._start = self._last = None
         self._excluded_s = self._epoch_excluded_s = 0.0
         self._resumed_s = float(state["training_s"])
         self._epoch_lengths_s = [float(x) for x in state["epoch_lengths_s"]]
         self.warmup_s = float(state.get("warmup_s", 0.0))
         self._step_s = float(state.get("step_s", 0.0))
+        self.saved_budget_s = state.get("budget_s")
         running_s = float(state.get("running_epoch_s", 0.0))
         if end_of_epoch:
-            self.current = int(state["current"])
             self._epoch_lengths_s.append(running_s)
             self._epoch_before_s, self._epoch_start_s, self._continue_epoch = 0.0, self._resumed_s, False
-        else:
-            self.current = int(state["current"]) - 1
+        else:  # SpeechBrain's loader has set current one back: the epoch runs again from where it was saved
             self._epoch_before_s, self._continue_epoch = running_s, True
             self._epoch_start_s = float(state.get("epoch_start_s", self._resumed_s - running_s))
         logger.info(

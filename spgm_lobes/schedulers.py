@@ -14,8 +14,12 @@ Training: Rethinking Deep Neural Network Training Under Resource Constraints", I
 factor multiplies the warm-up's rate, so halving on plateau still acts on the base rate.
 """
 
+import logging
+
 from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+
+logger = logging.getLogger(__name__)
 
 
 @register_checkpoint_hooks
@@ -192,19 +196,27 @@ class BudgetAnneal:
 
     @mark_as_saver
     def save(self, path):
-        """Checkpoint hook: writes the factor reached."""
+        """Checkpoint hook: writes the factor reached and the budget it decayed over."""
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{self.last!r}\n")
+            f.write(f"{self.last!r} {self.counter.budget_s!r}\n")
 
     @mark_as_loader
     def load(self, path, end_of_epoch=None):
-        """Checkpoint hook: restores the factor reached."""
+        """Checkpoint hook: restores the factor reached, when the run goes on with the same budget. A run
+        continued with another budget (a larger ``--minutes``) decays again over the new one, from the rate
+        its time in that budget gives (it would otherwise keep the factor of its finished decay, 0)."""
         with open(path, encoding="utf-8") as f:
             text = f.read()
         try:
-            self.last = float(text)
-        except ValueError:
+            values = text.split()
+            last, budget = float(values[0]), (values[1] if len(values) > 1 else None)
+            budget = None if budget in (None, "None") else float(budget)
+        except (ValueError, IndexError):
             raise ValueError(f"{path}: not a learning-rate decay checkpoint: {text[:200]!r}") from None
+        if len(values) > 1 and budget != self.counter.budget_s:
+            logger.info("%s: a decay over another budget (%s s); it starts again over this one.", path, budget)
+            return
+        self.last = last
 
 
 def _set_lr(optimizer, lr):

@@ -190,10 +190,28 @@ def test_a_checkpoint_of_speechbrains_epoch_counter_starts_the_budget_afresh(tmp
     assert run(counter, clock, lambda epoch: 40.0) == [4]  # 1 minute: no room for a second 40-s epoch
 
 
+def test_a_budgeted_checkpoint_resumes_with_speechbrains_epoch_counter(tmp_path):
+    clock = Clock()
+    counter = TimeBudgetEpochCounter(limit=10, minutes=6, clock=clock)
+    ckpt = _checkpointer(tmp_path, counter)
+    for epoch in counter:
+        clock.now += 40.0
+        ckpt.save_checkpoint()
+        if epoch == 3:
+            break
+    plain = EpochCounter(10)  # the recipe's own counter, without the budget override
+    _checkpointer(tmp_path, plain).recover_if_possible()
+    assert plain.current == 3 and next(plain) == 4
+
+
 def test_an_unreadable_counter_checkpoint_names_the_file(tmp_path):
     path = tmp_path / "counter.ckpt"
     path.write_text("not: [a counter", encoding="utf-8")
     with pytest.raises(ValueError, match="counter.ckpt"):
+        TimeBudgetEpochCounter(limit=10)._recover(path)
+    path.write_text("3", encoding="utf-8")
+    TimeBudgetEpochCounter.budget_path(path).write_text("not: [a budget", encoding="utf-8")
+    with pytest.raises(ValueError, match="counter.budget.yaml"):
         TimeBudgetEpochCounter(limit=10)._recover(path)
 
 

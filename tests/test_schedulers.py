@@ -158,8 +158,8 @@ def test_anneal_with_a_zero_budget_is_already_over():
         next(counter)
 
 
-def _budgeted(clock, save):
-    counter = TimeBudgetEpochCounter(limit=100, minutes=10, clock=clock)
+def _budgeted(clock, save, minutes=10):
+    counter = TimeBudgetEpochCounter(limit=100, minutes=minutes, clock=clock)
     anneal = BudgetAnneal(0.5, counter)
     return counter, anneal, Checkpointer(save, {"counter": counter, "lr_anneal": anneal})
 
@@ -197,3 +197,17 @@ def test_anneal_factor_survives_a_checkpoint(tmp_path):
     (tmp_path / "broken.ckpt").write_text("x")
     with pytest.raises(ValueError, match="broken.ckpt"):
         anneal.load(tmp_path / "broken.ckpt")
+
+
+def test_a_finished_decay_continued_with_a_larger_budget_decays_again_over_it(tmp_path):
+    clock = Clock()
+    counter, anneal, ckpt = _budgeted(clock, tmp_path)
+    for _ in counter:  # the whole 10-minute budget: the rate decays to 0
+        clock.now += 100.0
+        anneal.factor()
+        ckpt.save_checkpoint()
+    assert anneal.factor() == 0.0
+    counter, anneal, ckpt = _budgeted(clock, tmp_path, minutes=40)  # continued: 40 minutes in all
+    ckpt.recover_if_possible()
+    assert next(counter) == 7
+    assert anneal.factor() == 1.0  # 600 s of 2400: before the decay over the new budget's last half
