@@ -211,10 +211,8 @@ def main(argv=None):
     if args.html:  # known before the training, not after it
         from spgm_lobes.listen import check_page_folder
 
-        if Path(args.html).resolve() == out:
-            sys.exit(f"librimix_mini: --html {args.html} is the --out folder, which takes the run's files")
         try:
-            check_page_folder(Path(args.html).resolve())
+            check_page_folder(Path(args.html).resolve(), outputs=[Path(args.out)])
         except FileExistsError as e:
             sys.exit(f"librimix_mini: --html: {e}")
     out.mkdir(parents=True, exist_ok=True)

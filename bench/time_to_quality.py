@@ -500,10 +500,8 @@ def main(argv=None):
     if args.html and not args.summarize:  # known before the training, not after it
         from spgm_lobes.listen import check_page_folder
 
-        if Path(args.html).resolve() == Path(args.out).resolve():
-            sys.exit(f"time_to_quality: --html {args.html} is the --out folder, which takes the run's files")
         try:
-            check_page_folder(Path(args.html).resolve())
+            check_page_folder(Path(args.html).resolve(), outputs=[Path(args.out)])
         except FileExistsError as e:
             sys.exit(f"time_to_quality: --html: {e}")
     if args.summarize:

@@ -496,10 +496,8 @@ def main(argv=None):
     if args.html:  # known before separating, not after
         from .listen import check_page_folder
 
-        if Path(args.html).resolve() == Path(args.out).resolve():
-            parser.error(f"--html {args.html} is the --out folder; give the page its own folder")
         try:
-            check_page_folder(Path(args.html))
+            check_page_folder(Path(args.html), outputs=[Path(args.out)])
         except FileExistsError as e:
             parser.error(f"--html: {e}")
 

@@ -362,10 +362,11 @@ def _defined_mean(values):
     return float(np.mean(defined)) if defined else math.nan
 
 
-def check_page_folder(folder):
+def check_page_folder(folder, outputs=()):
     """Checks that ``folder`` is new, empty or an earlier listening page (which is replaced); raises
-    ``FileExistsError`` naming the files it holds otherwise. Long jobs call it before their work, so
-    that a page that could not be written is known at the start.
+    ``FileExistsError`` naming the files it holds otherwise, or when it is, or holds, one of the folders
+    ``outputs`` that the job writes other files into. Long jobs call it before their work, so that a
+    page that could not be written is known at the start.
 
     Example
     -------
@@ -377,6 +378,9 @@ def check_page_folder(folder):
     FileExistsError: ... holds files a listening page does not write (notes.txt); choose another folder
     """
     folder = Path(folder)
+    for output in map(Path, outputs):
+        if folder.resolve() == output.resolve() or folder.resolve() in output.resolve().parents:
+            raise FileExistsError(f"{folder} would hold {output}, where other files are written; choose another")
     if not folder.exists():
         return
     if not folder.is_dir():

@@ -146,6 +146,10 @@ def test_a_file_that_fails_to_separate_is_reported_and_others_separated(model_di
         main([str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(tmp_path / "o2"),
               "--html", str(tmp_path / "page")])  # fmt: skip
     assert "notes.txt" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    with pytest.raises(SystemExit):  # --out inside the page folder: the page could not be written at the end
+        main([str(tmp_path / "b.wav"), "--model", str(model_dir), "--out", str(tmp_path / "p2" / "sep"),
+              "--html", str(tmp_path / "p2")])  # fmt: skip
+    assert "would hold" in capsys.readouterr().err and not (tmp_path / "p2").exists()
 
 
 def test_missing_or_incomplete_model(tmp_path, model_dir, capsys):

@@ -37,7 +37,7 @@ def test_a_page_folder_that_cannot_take_the_page_is_refused_before_training(scri
     (tmp_path / "page").mkdir()
     (tmp_path / "page" / "notes.txt").write_text("mine")
     work = ["--work_dir", str(tmp_path / "work")]
-    for html, named in [(tmp_path / "page", "notes.txt"), (tmp_path / "out", "is the --out folder")]:
+    for html, named in [(tmp_path / "page", "notes.txt"), (tmp_path / "out", "would hold"), (tmp_path, "would hold")]:
         with pytest.raises(SystemExit, match=named):
             bench.main(["--quick", "--out", str(tmp_path / "out"), "--html", str(html), *work])
     assert not (tmp_path / "work").exists() and (tmp_path / "page" / "notes.txt").read_text() == "mine"
