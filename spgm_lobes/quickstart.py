@@ -344,7 +344,7 @@ def train_and_test(output, corpus, minutes=None, debug=False, device=None, seed=
     # the run's folder is tied to what defines it (not the time budget: a larger --minutes continues it)
     run_options = {
         "hparams": hparams_name,
-        "arch": arch,
+        "arch": None if gpu else {"architecture": "spgm-ap", "num_spks": 2, **model},  # not the package's path
         "training": {k: v for k, v in training.items() if k != "num_workers"},
         "seed": seed,
         "corpus": corpus.get("options", {"data_folder": str(corpus["data_folder"])}),
@@ -529,6 +529,9 @@ def main(argv=None):
     output = Path(args.output).resolve()
     start = time.time()
     check_model_folder(output)  # before training, not after
+    earlier = [f for f in (output / "corpus" / "2speakers", output / "run" / "hyperparams.yaml") if f.exists()]
+    if earlier:  # folders of the single-folder layout: not reused, not touched
+        print(f"Left as they are (an earlier quickstart's layout, not reused): {', '.join(map(str, earlier))}")
     corpus = make_corpus(output, args.librispeech, args.debug, args.seed)
     brain = train_and_test(output, corpus, args.minutes, args.debug, args.device)
     run_dir = brain.quickstart_run

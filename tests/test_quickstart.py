@@ -128,7 +128,8 @@ def test_run_folder_per_model_and_corpus(tmp_path, monkeypatch, capsys):
     assert (real / "test_results.csv").read_text() == "a finished real run"
     assert train_and_test(tmp_path, corpus, minutes=5, device="cpu").quickstart_run == real  # a budget resumes
     recorded = json.loads((debug / "quickstart.json").read_text())
-    assert recorded["corpus"]["debug"] is True and "--arch" in recorded["arch"]
+    assert recorded["corpus"]["debug"] is True and recorded["arch"]["architecture"] == "spgm-ap"
+    assert "site-packages" not in json.dumps(recorded) and "hparams/" not in json.dumps(recorded)  # no install path
     # another corpus (seed) is another run
     other = train_and_test(tmp_path, make_corpus(tmp_path, debug=True, seed=5), minutes=0, device="cpu")
     assert other.quickstart_run == tmp_path / "run" / "spgm-ap-small" / "synthetic-debug-seed5"
