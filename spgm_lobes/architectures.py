@@ -114,3 +114,24 @@ def regime_path(name):
     if not path.is_file():
         raise ValueError(f"Unknown training regime {name!r}; choose one of {', '.join(regime_names())} or a YAML file.")
     return path
+
+
+def build_from_file(path, overrides=None, device=None):
+    """The ``modules`` (``encoder``, ``masknet``, ``decoder``) that the architecture file ``path`` builds with
+    ``overrides``, on ``device`` (``"meta"`` to read shapes and count parameters without allocating them;
+    default: torch's default device).
+
+    Example
+    -------
+    >>> modules = build_from_file(architecture_path("spgm-ap"), {"chunk_size": 100, "num_spks": 3}, device="meta")
+    >>> modules["masknet"].K, modules["masknet"].num_spks
+    (100, 3)
+    """
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    if device is None:
+        return load_hyperpyyaml(text, overrides or {})["modules"]
+    with torch.device(device):
+        return load_hyperpyyaml(text, overrides or {})["modules"]

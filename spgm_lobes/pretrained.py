@@ -54,7 +54,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, snapshot_download
 from hyperpyyaml import load_hyperpyyaml
 
-from .architectures import ARCHITECTURES, architecture_path
+from .architectures import ARCHITECTURES, architecture_path, build_from_file
 from .card import architecture_keys, from_hparams_separations, inference_card
 from .models import AttentivePooling, AveragePooling, LastElementPooling, MaxPooling, SPGMBlock
 from .models.identity import IdentityInterBlock
@@ -505,12 +505,7 @@ def build_architecture(name, overrides=None, num_spks=2, device=None):
     >>> modules["masknet"].K, modules["masknet"].num_spks
     (100, 3)
     """
-    overrides = {**(overrides or {}), "num_spks": int(num_spks)}
-    text = architecture_path(name).read_text(encoding="utf-8")
-    if device is None:
-        return load_hyperpyyaml(text, overrides)["modules"]
-    with torch.device(device):
-        return load_hyperpyyaml(text, overrides)["modules"]
+    return build_from_file(architecture_path(name), {**(overrides or {}), "num_spks": int(num_spks)}, device)
 
 
 def _changed(name, overrides):

@@ -39,10 +39,9 @@ import ruamel.yaml
 import soundfile as sf
 import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from .architectures import ARCHITECTURES, architecture_path
+from .architectures import ARCHITECTURES, architecture_path, build_from_file
 from .card import architecture_keys, from_hparams_separations, inference_card
 from .dsp.audio import read_audio
 from .fast import encode_mask_decode
@@ -245,12 +244,7 @@ def read_run_architecture(run_dir, architecture=None, arch_key="arch", hparams_f
 def build_modules(arch, device=None):
     """Instantiates ``{encoder, masknet, decoder}`` of a :class:`RunArchitecture` (on ``device``, e.g. ``meta``
     to count parameters without allocating them; default: torch's default device)."""
-    text = Path(arch.path).read_text(encoding="utf-8")
-    overrides = {**arch.overrides, "num_spks": arch.num_spks}
-    if device is None:
-        return load_hyperpyyaml(text, overrides)["modules"]
-    with torch.device(device):
-        return load_hyperpyyaml(text, overrides)["modules"]
+    return build_from_file(arch.path, {**arch.overrides, "num_spks": arch.num_spks}, device)
 
 
 def load_checkpoint_modules(arch, ckpt_dir):
