@@ -137,6 +137,7 @@ class SeparationBrain(sb.Brain):
         Returns mixture ``[B, T]``, references ``[B, T, C]`` and relative lengths ``[B]``.
         """
         host_lengths = batch.mix_sig.lengths  # crops are planned on the host: no wait for the device
+        host_noise_lengths = batch.noise_sig.lengths if hasattr(batch, "noise_sig") else None
         batch = batch.to(self.device, non_blocking=True)
         mix, lengths = batch.mix_sig
         targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
@@ -148,6 +149,8 @@ class SeparationBrain(sb.Brain):
                     if noise is not None:  # slowed sources may outgrow the noise: cut to it, as SpeechBrain does
                         width = min(mix.shape[1], noise.shape[1])
                         host_lengths = (host_lengths * (mix.shape[1] / width)).clamp(max=1.0)
+                        # and each item to its own noise (a shorter item's is zero-padded to the batch)
+                        host_lengths = torch.minimum(host_lengths, host_noise_lengths * (noise.shape[1] / width))
                         mix, targets = mix[:, :width] + noise[:, :width], targets[:, :width]
                 if self._hp("static_training_shapes", False):
                     mix, targets, host_lengths = fix_length(
