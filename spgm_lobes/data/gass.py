@@ -305,6 +305,10 @@ class GASSMixer(EpochSeededDataset):
         self.distinct_speakers = bool(distinct_speakers)
         # what must differ between the sources of one mixture: the file, or its speaker
         self.keys = {c: [self._source_key(p) for p in paths] for c, paths in self.files.items()}
+        self._indices = {c: {} for c in self.keys}  # category -> key -> indices of its files
+        for c, keys in self.keys.items():
+            for i, key in enumerate(keys):
+                self._indices[c].setdefault(key, []).append(i)
         drawn = [c for c, p in zip(self.categories, self.category_probs) if p > 0]
         capacity = len({k for c in drawn for k in self.keys[c]})
         what = "speakers" if self.distinct_speakers else "files"
@@ -349,16 +353,22 @@ class GASSMixer(EpochSeededDataset):
             audio = audio.repeat(int(math.ceil(native / audio.numel())))[:native]
         return resample(audio, rate, self.sample_rate)[:length]
 
-    def _unused(self, category, used):
-        """Indices of the files of ``category`` whose key (file or speaker) is not in ``used``."""
-        return [i for i, key in enumerate(self.keys[category]) if key not in used]
+    def _used_indices(self, category, used):
+        """Sorted indices of the files of ``category`` whose key (file or speaker) is in ``used``: a few
+        (the mixture's sources), looked up rather than found by a pass over every file at each draw."""
+        return sorted(i for key in used for i in self._indices[category].get(key, ()))
+
+    def _unused_count(self, category, used):
+        return len(self.files[category]) - len(self._used_indices(category, used))
 
     def _draw_source(self, category, length, rng, loop, used):
         """A crop of a file of ``category`` whose key is not in ``used`` (the key is added to ``used``)."""
         tried = []
-        files, candidates = self.files[category], self._unused(category, used)
+        files, skipped = self.files[category], self._used_indices(category, used)
         for _ in range(self.max_retries):
-            index = candidates[int(rng.integers(len(candidates)))]
+            index = int(rng.integers(len(files) - len(skipped)))  # the index-th file not in use
+            for i in skipped:
+                index += i <= index
             path = files[index]
             crop = self._read_crop(path, length, rng, loop)
             rms = crop.pow(2).mean().sqrt().item() if crop.numel() else 0.0
@@ -390,7 +400,7 @@ class GASSMixer(EpochSeededDataset):
             else:
                 # categories with a file (speaker) not in the mixture yet; max_sources <= their number, so some left
                 probs = np.array(
-                    [p if self._unused(c, used) else 0.0 for c, p in zip(self.categories, self.category_probs)]
+                    [p if self._unused_count(c, used) else 0.0 for c, p in zip(self.categories, self.category_probs)]
                 )
                 category = self.categories[int(rng.choice(len(self.categories), p=probs / probs.sum()))]
                 gain_db = rng.uniform(*self.foreground_gain_db)
