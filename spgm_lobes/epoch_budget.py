@@ -24,11 +24,12 @@ Two kinds of time are treated apart, both reported by the training loop
 * **excluded** time (:meth:`TimeBudgetEpochCounter.exclude`): work that is not training at all,
   such as a benchmark evaluating the test set at fixed marks. It counts towards neither.
 
-Its checkpoint (``counter.ckpt``) holds the training time so far and the epoch lengths as well as
-the epoch, so a killed run resumes with the rest of its budget (the time between the kill and the
-resume does not count) and a finished one, started again, trains no more. It reads the checkpoints
-of SpeechBrain's ``EpochCounter`` too (the epoch alone: no training time so far); SpeechBrain's
-``EpochCounter`` cannot read its checkpoints.
+Its checkpoint holds the training time so far and the epoch lengths as well as the epoch, so a
+killed run resumes with the rest of its budget (the time between the kill and the resume does not
+count) and a finished one, started again, trains no more. The epoch stays in ``counter.ckpt``, in
+SpeechBrain's ``EpochCounter`` format, and the rest goes beside it to ``counter.budget.yaml``
+(:meth:`TimeBudgetEpochCounter.budget_path`): either counter resumes from the other's checkpoints
+(from SpeechBrain's, the budget starts afresh).
 
 Under DDP every process has its own clock: the main process decides whether another epoch starts
 and the others follow (a broadcast at each epoch start), so that no process waits in a collective
@@ -133,7 +134,6 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._step_s = 0.0  # seconds per training step, of the last epoch that measured them (note_train_steps)
         self.warmup_s = 0.0
         self.plan = None  # an EpochPlan under DDP, the same on every process; None in a single process
-        self.saved_budget_s = None  # the budget of the run a checkpoint was recovered from (its budget file)
 
     def note_warmup(self, seconds):
         """Records ``seconds`` of one-off warm-up (compilation) inside the running epoch: they
@@ -277,10 +277,9 @@ class TimeBudgetEpochCounter(EpochCounter):
             "epoch_start_s": self._epoch_start_s,
             "warmup_s": self.warmup_s,
             "step_s": self._step_s,
-            "budget_s": self.budget_s,
         }
         with open(self.budget_path(path), "w", encoding="utf-8") as fo:  # first: a complete epoch file has it
-            yaml.safe_dump({k: None if v is None else _plain(v) for k, v in state.items()}, fo)
+            yaml.safe_dump({k: _plain(v) for k, v in state.items()}, fo)
         super()._save(path)
 
     @mark_as_loader
@@ -310,7 +309,6 @@ class TimeBudgetEpochCounter(EpochCounter):
         self._epoch_lengths_s = [float(x) for x in state["epoch_lengths_s"]]
         self.warmup_s = float(state.get("warmup_s", 0.0))
         self._step_s = float(state.get("step_s", 0.0))
-        self.saved_budget_s = state.get("budget_s")
         running_s = float(state.get("running_epoch_s", 0.0))
         if end_of_epoch:
             self._epoch_lengths_s.append(running_s)
