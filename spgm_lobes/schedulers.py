@@ -108,14 +108,12 @@ class LinearWarmup:
     @mark_as_saver
     def save(self, path):
         """Checkpoint hook: writes the warm-up state."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{self.steps} {self.done} {self.base_lr!r}\n")
+        _write_fields(path, self.steps, self.done, self.base_lr)
 
     @mark_as_loader
     def load(self, path, end_of_epoch=None):
         """Checkpoint hook: restores the warm-up state."""
-        with open(path, encoding="utf-8") as f:
-            steps, done, base_lr = f.read().split()
+        steps, done, base_lr = _read_fields(path)[0]
         self.steps, self.done, self.base_lr = int(steps), int(done), float(base_lr)
         self.loaded = True
 
@@ -149,9 +147,9 @@ class BudgetAnneal:
     >>> factors
     [1.0, 1.0, 1.0, 0.5, 0.0]
 
-    Its checkpoint holds the factor reached (the factor never rises again); the training time it
-    decays over is the counter's (:class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter` keeps it
-    across a resume).
+    Its checkpoint holds the factor reached (the factor never rises again, unless the run goes on with
+    another budget, see :meth:`load`); the training time it decays over is the counter's
+    (:class:`~spgm_lobes.epoch_budget.TimeBudgetEpochCounter` keeps it across a resume).
     """
 
     def __init__(self, fraction, counter):
@@ -197,18 +195,15 @@ class BudgetAnneal:
     @mark_as_saver
     def save(self, path):
         """Checkpoint hook: writes the factor reached and the budget it decayed over."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{self.last!r} {self.counter.budget_s!r}\n")
+        _write_fields(path, self.last, self.counter.budget_s)
 
     @mark_as_loader
     def load(self, path, end_of_epoch=None):
         """Checkpoint hook: restores the factor reached, when the run goes on with the same budget. A run
         continued with another budget (a larger ``--minutes``) decays again over the new one, from the rate
         its time in that budget gives (it would otherwise keep the factor of its finished decay, 0)."""
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        values, text = _read_fields(path)
         try:
-            values = text.split()
             last, budget = float(values[0]), (values[1] if len(values) > 1 else None)
             budget = None if budget in (None, "None") else float(budget)
         except (ValueError, IndexError):
@@ -217,6 +212,19 @@ class BudgetAnneal:
             logger.info("%s: a decay over another budget (%s s); it starts again over this one.", path, budget)
             return
         self.last = last
+
+
+def _write_fields(path, *values):
+    """Writes a checkpoint file of one line of space-separated values (floats exactly, as ``repr`` does)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(" ".join(repr(v) for v in values) + "\n")
+
+
+def _read_fields(path):
+    """The values of a file :func:`_write_fields` wrote, as strings, and its text."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return text.split(), text
 
 
 def _set_lr(optimizer, lr):
