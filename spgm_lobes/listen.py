@@ -44,7 +44,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from .metrics import per_source_metrics
+from .metrics import defined_mean, per_source_metrics
 from .plotting import spectrogram_images
 from .workers import available_cpus, process_map
 
@@ -351,15 +351,9 @@ def _summary_table(examples, values):
         lines.append(f'<tr data-id="{snt_id}"><td>{number}</td><td><a href="#ex{number:03d}">{snt_id}</a></td>'
                      f"<td>{label}</td>{cells}</tr>")  # fmt: skip
     if keys and len(examples) > 1:
-        means = "".join(f"<td>{_defined_mean([v[key] for v in values if key in v]):.2f}</td>" for key in keys)
+        means = "".join(f"<td>{defined_mean([v[key] for v in values if key in v]):.2f}</td>" for key in keys)
         lines.append(f'<tr class="mean"><td></td><td>mean of the {len(examples)} rows</td><td></td>{means}</tr>')
     return f'<table class="summary">{"".join(lines)}</table>'
-
-
-def _defined_mean(values):
-    """Mean of the values that are not NaN (a silent reference has no SDR); NaN when none is."""
-    defined = [v for v in values if not math.isnan(v)]
-    return float(np.mean(defined)) if defined else math.nan
 
 
 def check_page_folder(folder, outputs=()):

@@ -63,7 +63,7 @@ from .architectures import architecture_path, recipe_hparams_path
 from .data import wsj0mix
 from .data.demo_corpus import build_librispeech_corpus, generate_demo_corpus
 from .dsp.audio import read_audio
-from .metrics.results import RESULTS_FILE, read_results_csv
+from .metrics.results import RESULTS_FILE, defined_mean, read_results_csv
 from .metrics.separation import si_snr_per_source
 from .recipe import run_recipe
 
@@ -550,8 +550,8 @@ def main(argv=None):
     print(f"Model folder: {stage_dir}  (SepformerSeparation.from_hparams(source='{stage_dir}'))")
     print(f"Total time {elapsed / 60:.1f} min on {brain.device}")
     return {
-        "si_snr_i": float(np.nanmean([u["si-snr_i"] for u in utterances])),
-        "sdr_i": float(np.nanmean([u["sdr_i"] for u in utterances])),
+        "si_snr_i": defined_mean(u["si-snr_i"] for u in utterances),
+        "sdr_i": defined_mean(u["sdr_i"] for u in utterances),
         "png": png,
         "model": stage_dir,
         "corpus": corpus["root"],

@@ -75,7 +75,7 @@ from .dsp.augment import fix_length, random_crop, speed_perturb_sources
 from .fast import encode_mask_decode
 from .fast.layers import compile_time_summary
 from .losses.si_snr import pit_si_snr_loss, threshold_loss, valid_samples
-from .metrics.results import RESULTS_FILE, write_results_csv
+from .metrics.results import RESULTS_FILE, defined_mean, write_results_csv
 from .metrics.separation import separation_metrics
 from .schedulers import BudgetAnneal, LinearWarmup
 
@@ -517,11 +517,11 @@ class SeparationBrain(sb.Brain):
         metrics = [c for c in columns if c != "snt_id"]
         avg = {}
         for c in metrics:
-            values = [r[c] for r in rows if not math.isnan(r[c])]
-            avg[c] = sum(values) / len(values) if values else (math.nan if rows else 0.0)
-            if len(values) < len(rows):
+            avg[c] = defined_mean(r[c] for r in rows) if rows else 0.0
+            undefined = sum(math.isnan(r[c]) for r in rows)
+            if undefined:
                 logger.warning("%d of %d test utterances have no %s (a silent reference); avg is of the others.",
-                               len(rows) - len(values), len(rows), c)  # fmt: skip
+                               undefined, len(rows), c)  # fmt: skip
         return {RESULTS_FILE: (columns, rows + [{"snt_id": "avg", **avg}])}, avg
 
     def write_test_results(self, rows):

@@ -39,6 +39,19 @@ def write_results_csv(path, rows, columns=None):
         writer.writerows({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows)
 
 
+def defined_mean(values):
+    """Mean of the values that are not NaN (an utterance with a silent reference has no SDR: it is left out
+    of averages); NaN when none is.
+
+    Example
+    -------
+    >>> defined_mean([1.0, float("nan"), 3.0]), defined_mean([float("nan")])
+    (2.0, nan)
+    """
+    defined = [float(v) for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else math.nan
+
+
 def _value(text):
     if text is None or text == "":
         return math.nan
