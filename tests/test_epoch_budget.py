@@ -120,6 +120,17 @@ def _checkpointer(tmp_path, counter):
     return Checkpointer(tmp_path / "save", {"counter": counter})
 
 
+def _train_with_checkpoints(tmp_path, clock, counter, epoch_s, stop_after=None):
+    """Runs ``counter`` with epochs of ``epoch_s`` seconds, a checkpoint at each end; killed after
+    epoch ``stop_after`` (or run to its budget)."""
+    ckpt = _checkpointer(tmp_path, counter)
+    for epoch in counter:
+        clock.now += epoch_s
+        ckpt.save_checkpoint()
+        if epoch == stop_after:
+            break
+
+
 def test_a_killed_run_resumes_with_the_rest_of_its_budget(tmp_path):
     clock = Clock()
     uninterrupted = run(TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock), clock, first_epoch_compiles,
@@ -145,10 +156,7 @@ def test_a_killed_run_resumes_with_the_rest_of_its_budget(tmp_path):
 def test_a_finished_run_started_again_trains_no_more(tmp_path):
     clock = Clock()
     counter = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
-    ckpt = _checkpointer(tmp_path, counter)
-    for epoch in counter:
-        clock.now += 40.0
-        ckpt.save_checkpoint()
+    _train_with_checkpoints(tmp_path, clock, counter, 40.0)
     assert counter.current == 9  # 9 x 40 s = 360 s
     clock.now += 100.0
     again = TimeBudgetEpochCounter(limit=1000, minutes=6, clock=clock)
@@ -192,13 +200,7 @@ def test_a_checkpoint_of_speechbrains_epoch_counter_starts_the_budget_afresh(tmp
 
 def test_a_budgeted_checkpoint_resumes_with_speechbrains_epoch_counter(tmp_path):
     clock = Clock()
-    counter = TimeBudgetEpochCounter(limit=10, minutes=6, clock=clock)
-    ckpt = _checkpointer(tmp_path, counter)
-    for epoch in counter:
-        clock.now += 40.0
-        ckpt.save_checkpoint()
-        if epoch == 3:
-            break
+    _train_with_checkpoints(tmp_path, clock, TimeBudgetEpochCounter(limit=10, minutes=6, clock=clock), 40.0, 3)
     plain = EpochCounter(10)  # the recipe's own counter, without the budget override
     _checkpointer(tmp_path, plain).recover_if_possible()
     assert plain.current == 3 and next(plain) == 4
