@@ -184,6 +184,19 @@ def read_results(train_dir):
     return {k: v for k, v in results.average.items() if k != "snt_id"}, len(results.rows), epochs
 
 
+def check_page_option(args, prog):
+    """Exits naming the problem when ``--html`` cannot take the page (a folder of other files, or one holding
+    ``--out``): known before the training, not after it."""
+    if not args.html:
+        return
+    from spgm_lobes.listen import check_page_folder
+
+    try:
+        check_page_folder(Path(args.html).resolve(), outputs=[Path(args.out)])
+    except FileExistsError as e:
+        sys.exit(f"{prog}: --html: {e}")
+
+
 def write_page(train_dir, work, html_dir):
     """Listening page of the test split from the recipe's saved test audio (deleted afterwards);
     returns its path, size in MB and build time in s."""
@@ -208,13 +221,7 @@ def write_page(train_dir, work, html_dir):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
-    if args.html:  # known before the training, not after it
-        from spgm_lobes.listen import check_page_folder
-
-        try:
-            check_page_folder(Path(args.html).resolve(), outputs=[Path(args.out)])
-        except FileExistsError as e:
-            sys.exit(f"librimix_mini: --html: {e}")
+    check_page_option(args, "librimix_mini")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work_dir or Path(tempfile.gettempdir()) / "librimix_mini").resolve()
     data_dir, save_dir, train_dir = work / "data", work / "save", out / "train"

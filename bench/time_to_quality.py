@@ -351,6 +351,7 @@ def make_row(args):
 
 def run(args):
     lbm = load_script(REPO / "bench" / "librimix_mini.py", "ttq_librimix_mini")
+    lbm.check_page_option(args, "time_to_quality")
     recipe = load_script(RECIPE / "train.py", "ttq_librimix_recipe")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -497,13 +498,6 @@ def plot(folders, png):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.html and not args.summarize:  # known before the training, not after it
-        from spgm_lobes.listen import check_page_folder
-
-        try:
-            check_page_folder(Path(args.html).resolve(), outputs=[Path(args.out)])
-        except FileExistsError as e:
-            sys.exit(f"time_to_quality: --html: {e}")
     if args.summarize:
         rows = [r for r in read_rows(args.summarize) if r["kind"] != "mark"]
         print(markdown_table(rows))
